@@ -1,0 +1,54 @@
+"""Fourier Neural Operator (Li et al., ICLR 2021) for 1D, 2D and 3D channels-last fields."""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Float
+
+from sciml.nn import MLP, SpectralConv, gelu
+
+
+def positional_grid(spatial: tuple[int, ...]) -> np.ndarray:
+    """Coordinates in [0, 1) of a periodic grid, shape (*spatial, ndim)."""
+    axes = [np.arange(n) / n for n in spatial]
+    return np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).astype(np.float32)
+
+
+class FNO(nn.Module):
+    """FNO: lift pointwise to `width`, `n_layers` Fourier layers, project pointwise.
+
+    Fourier layer: ``v <- gelu(W v + b + K(v))`` with K a `SpectralConv` keeping `modes` per axis
+    (no activation after the last layer). Lifting is one Dense layer, projection a two-layer MLP
+    with `projection_width` hidden units. Input (batch, *spatial, in_c) -> (batch, *spatial,
+    out_channels); with `positional_grid` the ndim coordinates are appended to the input channels.
+
+    Parameter count, with c = in_c + ndim * positional_grid, w = width, p = projection_width,
+    d = ndim, M = prod(modes), o = out_channels:
+        (c + 1) w + n_layers (2^d M w^2 + w^2 + w) + (w + 1) p + (p + 1) o.
+    """
+
+    out_channels: int
+    modes: int | tuple[int, ...] = 16
+    width: int = 32
+    n_layers: int = 4
+    projection_width: int = 128
+    positional_grid: bool = True
+
+    @nn.compact
+    def __call__(self, x: Float[Array, "b *spatial c"]) -> Float[Array, "b *spatial o"]:
+        ndim = x.ndim - 2
+        if ndim not in (1, 2, 3):
+            raise ValueError(f"FNO expects (batch, *spatial, channels) with 1-3 spatial axes, got {x.shape}")
+        modes = (self.modes,) * ndim if isinstance(self.modes, int) else tuple(self.modes)
+        if self.positional_grid:
+            # Adding to zeros_like(x) keeps x's batch sharding (a plain broadcast would not).
+            coords = jnp.zeros_like(x[..., :1]) + positional_grid(x.shape[1:-1])[None].astype(x.dtype)
+            x = jnp.concatenate([x, coords], axis=-1)
+        v = nn.Dense(self.width)(x)
+        for layer in range(self.n_layers):
+            v = SpectralConv(self.width, modes)(v) + nn.Dense(self.width)(v)
+            if layer < self.n_layers - 1:
+                v = gelu(v)
+        return MLP((self.projection_width, self.out_channels))(v)

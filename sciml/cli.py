@@ -1,0 +1,132 @@
+"""The `sciml` command: generate, train, evaluate, sample, pretrained.
+
+Every error a user can cause is printed as one line on stderr with a non-zero exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from sciml.errors import SciMLError
+
+EXIT_USER_ERROR = 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args) or 0
+    except SciMLError as err:
+        print(f"sciml {args.command}: error: {err}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print(f"sciml {args.command}: interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sciml", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def with_config(p: argparse.ArgumentParser) -> None:
+        p.add_argument("config", help="YAML experiment config, e.g. configs/quickstart.yaml")
+        p.add_argument("overrides", nargs="*", help="dotted overrides such as train.steps=200")
+
+    p = sub.add_parser("generate", help="generate the dataset of a config (Well-schema HDF5 + stats)")
+    with_config(p)
+    p.set_defaults(func=_generate)
+
+    p = sub.add_parser("train", help="generate data if needed, train (resuming), evaluate, report")
+    with_config(p)
+    p.set_defaults(func=_train)
+
+    p = sub.add_parser("evaluate", help="evaluate a run directory or checkpoint; writes report.json + PNGs")
+    p.add_argument("checkpoint", help="run directory, checkpoint directory, or shipped name")
+    p.add_argument("--split", default="test", choices=("train", "valid", "test"))
+    p.add_argument("--data", help="dataset directory to evaluate on (default: the one it was trained on)")
+    p.add_argument("--out", help="directory for report.json and figures (default: the run directory)")
+    p.set_defaults(func=_evaluate)
+
+    p = sub.add_parser("sample", help="run a trained model on dataset inputs and save the outputs (.npz)")
+    p.add_argument("checkpoint", help="run directory, checkpoint directory, or shipped name")
+    p.add_argument("--n", type=int, default=8, help="number of inputs to process")
+    p.add_argument("--split", default="test", choices=("train", "valid", "test"))
+    p.add_argument("--data", help="dataset directory (default: the one it was trained on)")
+    p.add_argument("--out", default="samples.npz", help="output .npz file")
+    p.set_defaults(func=_sample)
+
+    p = sub.add_parser("pretrained", help="list or show checkpoints shipped with sciml")
+    p.add_argument("action", choices=("list", "show"))
+    p.add_argument("name", nargs="?")
+    p.set_defaults(func=_pretrained)
+    return parser
+
+
+def _generate(args) -> None:
+    from sciml import config
+    from sciml.experiment import prepare_data
+
+    cfg = config.load(args.config, args.overrides)
+    print(f"dataset ready at {prepare_data(cfg)}")
+
+
+def _train(args) -> None:
+    from sciml import config
+    from sciml.experiment import train
+
+    cfg = config.load(args.config, args.overrides)
+    run_dir = train(cfg)
+    report = json.loads((run_dir / "report.json").read_text())
+    print(_summary(report, run_dir))
+
+
+def _evaluate(args) -> None:
+    from sciml.experiment import write_report
+
+    out = Path(args.out or args.checkpoint)
+    if not args.out and not Path(args.checkpoint).is_dir():
+        raise SciMLError("--out is required when evaluating a shipped checkpoint by name")
+    report = write_report(out, split=args.split, checkpoint=args.checkpoint, data_root=args.data)
+    print(_summary(report, out))
+
+
+def _sample(args) -> None:
+    import numpy as np
+
+    from sciml.experiment import predict_split
+
+    inputs, outputs, targets = predict_split(args.checkpoint, args.split, args.n, args.data)
+    out = Path(args.out)
+    tmp = out.with_name(out.name + ".tmp.npz")
+    np.savez(tmp, inputs=inputs, outputs=outputs, targets=targets)
+    tmp.replace(out)
+    print(f"wrote {len(outputs)} outputs of shape {outputs.shape[1:]} to {out}")
+
+
+def _pretrained(args) -> None:
+    from sciml import pretrained
+
+    if args.action == "list":
+        names = pretrained.available()
+        print("\n".join(names) if names else "no pretrained checkpoints shipped")
+        return
+    if not args.name:
+        raise SciMLError("`sciml pretrained show` needs a name; see `sciml pretrained list`")
+    meta = pretrained.show(args.name)
+    print(json.dumps({k: meta[k] for k in ("model", "data", "metrics", "step", "sciml_version")}, indent=2))
+
+
+def _summary(report: dict, run_dir: Path) -> str:
+    m = report["metrics"]
+    return (
+        f"{report['name']}: {report['split']} relative L2 = {m['rel_l2']:.4f}, nRMSE = {m['nrmse']:.4f},"
+        f" VRMSE = {m['vrmse']:.4f} over {report['n_samples']} samples; report: {run_dir / 'report.json'}"
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

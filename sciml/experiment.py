@@ -1,0 +1,251 @@
+"""Run an `ExperimentConfig`: make the data, train, evaluate, write the report.
+
+Domain components (generator, model) are built from their config's ``type`` import path, so this
+module imports no domain statically.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import sciml
+from sciml import config as config_lib
+from sciml import metrics as metrics_lib
+from sciml import pretrained
+from sciml.config import DataConfig, ExperimentConfig
+from sciml.data import (
+    WindowDataset,
+    batch_indices,
+    eval_batches,
+    generate_dataset,
+    read_stats,
+    read_well,
+    shard_batch,
+    split_path,
+)
+from sciml.errors import DatasetError, ShapeMismatchError
+from sciml.fields import energy_spectrum
+from sciml.losses import LOSSES
+from sciml.plotting import plot_prediction, plot_spectra, plot_training_curves
+from sciml.train import Checkpointer, TrainState, fit, make_mesh, make_optimizer, make_train_step
+from sciml.train import read_metrics, replicate
+
+def dataset_name(data: DataConfig) -> str:
+    return Path(data.path).name
+
+
+def prepare_data(cfg: ExperimentConfig) -> Path:
+    """The dataset directory of `cfg`, generated first if it has a generator and is not there yet."""
+    root = Path(cfg.data.path)
+    if cfg.data.generator is None:
+        if not split_path(root, "train", dataset_name(cfg.data)).exists():
+            raise DatasetError(
+                f"no dataset at {root} and no data.generator to make one; set data.path to a dataset"
+                " directory (data/<split>/<name>.hdf5 + stats.yaml) or add a data.generator section"
+            )
+        return root
+    generator = config_lib.build(cfg.data.generator, where="data.generator")
+    sizes = {"train": cfg.data.n_train, "valid": cfg.data.n_valid, "test": cfg.data.n_test}
+    return generate_dataset(
+        generator, cfg.data.generator, root, name=dataset_name(cfg.data), sizes=sizes, seed=cfg.seed
+    )
+
+
+def load_split(data: DataConfig, split: str, root: str | Path | None = None) -> WindowDataset:
+    """Windows of one split of the dataset described by `data`, normalised by its stats."""
+    root = Path(root or data.path)
+    traj, _ = read_well(split_path(root, split, dataset_name(data)), data.fields)
+    stats = read_stats(root / "stats.yaml") if data.normalize else None
+    return WindowDataset(
+        traj, fields=data.fields, input_steps=data.input_steps, output_steps=data.output_steps,
+        dt_stride=data.dt_stride, stats=stats,
+    )
+
+
+def data_spec(data: DataConfig, dataset: WindowDataset) -> dict[str, Any]:
+    """What a checkpoint must remember about its data to be applied to new inputs."""
+    x, y = dataset[0]
+    return {
+        "fields": dataset.fields,
+        "input_steps": data.input_steps,
+        "output_steps": data.output_steps,
+        "dt_stride": data.dt_stride,
+        "n_spatial_dims": dataset.ndim,
+        "spatial_shape": list(dataset.spatial_shape),
+        "in_channels": int(x.shape[-1]),
+        "out_channels": int(y.shape[-1]),
+        "mean": dataset.mean.tolist(),
+        "std": dataset.std.tolist(),
+    }
+
+
+def check_compatible(model: nn.Module, params: Any, x: np.ndarray, y: np.ndarray, where: str) -> None:
+    """Raise `ShapeMismatchError` unless ``model.apply(params, x)`` has the shape of `y`."""
+    try:
+        out = jax.eval_shape(model.apply, params, jax.ShapeDtypeStruct(x.shape, jnp.float32))
+    except Exception as err:  # flax/jax shape errors come in many types
+        raise ShapeMismatchError(
+            f"{where}: the model cannot take inputs of shape {x.shape[1:]} ({type(err).__name__});"
+            " the checkpoint was trained on data with another number of channels or dimensions"
+        ) from None
+    if out.shape != y.shape:
+        raise ShapeMismatchError(
+            f"{where}: the model outputs {out.shape[1:]} per sample but the dataset targets are"
+            f" {y.shape[1:]}; set model.out_channels={y.shape[-1]} (and check data.fields/"
+            "data.output_steps)"
+        )
+
+
+def train(cfg: ExperimentConfig) -> Path:
+    """Generate data if needed, train with resume, evaluate on the test split; return the run dir."""
+    run_dir = Path(cfg.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(config_lib.dump(cfg))
+    prepare_data(cfg)
+    train_set = load_split(cfg.data, "train")
+    valid_set = load_split(cfg.data, "valid")
+
+    model = config_lib.build(cfg.model, where="model")
+    mesh = make_mesh()
+    init_key, state_key = jax.random.split(jax.random.key(cfg.seed))
+    x0, y0 = train_set.get_batch(np.arange(1))
+    params = model.init(init_key, jnp.asarray(x0))
+    check_compatible(model, params, x0, y0, where="model")
+    optimizer = make_optimizer(cfg.train)
+    state = replicate(TrainState.create(params, optimizer, state_key, ema=cfg.train.ema_decay is not None), mesh)
+
+    loss_of = LOSSES[cfg.train.loss]
+
+    def loss_fn(params, batch, key):
+        x, y = batch
+        return loss_of(model.apply(params, x), y), {}
+
+    metadata = {
+        "checkpoint_format": pretrained.FORMAT,
+        "sciml_version": sciml.__version__,
+        "model": cfg.model,
+        "data": data_spec(cfg.data, train_set),
+        "config": cfg.model_dump(mode="json"),
+    }
+    checkpointer = Checkpointer(run_dir / "checkpoints", keep=cfg.train.keep_checkpoints)
+    predict = jax.jit(model.apply)
+    try:
+        with jax.set_mesh(mesh):
+            start = time.perf_counter()
+            fit(
+                state,
+                make_train_step(loss_fn, optimizer, cfg.train.ema_decay),
+                lambda step: shard_batch(
+                    train_set.get_batch(batch_indices(len(train_set), cfg.train.batch_size, cfg.seed, step)), mesh
+                ),
+                steps=cfg.train.steps,
+                run_dir=run_dir,
+                checkpointer=checkpointer,
+                metadata=metadata,
+                evaluate=lambda s: evaluate_params(predict, s.eval_params, valid_set, cfg.evaluate.batch_size, mesh),
+                eval_every=cfg.train.eval_every,
+                checkpoint_every=cfg.train.checkpoint_every,
+                log_every=cfg.train.log_every,
+            )
+            train_seconds = time.perf_counter() - start
+    finally:
+        checkpointer.close()
+    write_report(run_dir, split=cfg.evaluate.split, extra={"train_seconds_this_session": train_seconds})
+    return run_dir
+
+
+def evaluate_params(
+    predict, params: Any, dataset: WindowDataset, batch_size: int, mesh
+) -> dict[str, float]:
+    """Sample-weighted means of every `sciml.metrics` metric over `dataset`, in physical units."""
+    totals: dict[str, float] = {}
+    count = 0
+    for x, y, n_valid in eval_batches(dataset, batch_size, mesh):
+        pred = dataset.denormalize(np.asarray(predict(params, x))[:n_valid])
+        true = dataset.denormalize(np.asarray(y)[:n_valid])
+        for name, value in metrics_lib.all_metrics(jnp.asarray(pred), jnp.asarray(true)).items():
+            value = float(value)
+            if name == "max_error":
+                totals[name] = max(totals.get(name, 0.0), value)
+            else:
+                totals[name] = totals.get(name, 0.0) + value * n_valid
+        count += n_valid
+    return {k: (v if k == "max_error" else v / count) for k, v in totals.items()}
+
+
+def write_report(
+    run_dir: str | Path,
+    *,
+    split: str = "test",
+    checkpoint: str | Path | None = None,
+    data_root: str | Path | None = None,
+    n_plots: int = 3,
+    extra: dict | None = None,
+) -> dict:
+    """Evaluate a checkpoint (default: the run's best) on `split`; write report.json and PNGs."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    model, params, meta = pretrained.load(checkpoint or run_dir)
+    exp = ExperimentConfig.model_validate(meta["config"])
+    dataset = load_split(exp.data, split, data_root)
+    spec = meta["data"]
+    if dataset.channels * spec["input_steps"] != spec["in_channels"] or dataset.ndim != spec["n_spatial_dims"]:
+        raise ShapeMismatchError(
+            f"checkpoint expects {spec['in_channels']} input channels on {spec['n_spatial_dims']}-D grids,"
+            f" the dataset gives {dataset.channels * spec['input_steps']} on {dataset.ndim}-D grids;"
+            " evaluate it on data with the fields it was trained on"
+        )
+    mesh = make_mesh()
+    predict = jax.jit(model.apply)
+    with jax.set_mesh(mesh):
+        params = replicate(params, mesh)
+        results = evaluate_params(predict, params, dataset, exp.evaluate.batch_size, mesh)
+        x, y = dataset.get_batch(np.arange(min(len(dataset), 64)))
+        pred = dataset.denormalize(np.asarray(predict(params, jnp.asarray(x))))
+    true = dataset.denormalize(y)
+    figures = []
+    for i in range(min(n_plots, len(x))):
+        path = run_dir / f"prediction_{split}_{i}.png"
+        plot_prediction(path, pred[i], true[i], dataset.denormalize(x[i]), title=f"{exp.name}: {split} sample {i}")
+        figures.append(path.name)
+    spectra = {"truth": energy_spectrum(true, dataset.ndim), "prediction": energy_spectrum(pred, dataset.ndim)}
+    spectra["error"] = energy_spectrum(pred - true, dataset.ndim)
+    plot_spectra(run_dir / f"spectrum_{split}.png", spectra, title=f"{exp.name}: energy spectra ({split})")
+    figures.append(f"spectrum_{split}.png")
+    records = read_metrics(run_dir)
+    if records:
+        plot_training_curves(run_dir / "training_curves.png", records)
+        figures.append("training_curves.png")
+    report = {
+        "name": exp.name,
+        "split": split,
+        "n_samples": len(dataset),
+        "checkpoint_step": meta.get("step"),
+        "metrics": results,
+        "figures": figures,
+        "sciml_version": sciml.__version__,
+        **(extra or {}),
+    }
+    (run_dir / "report.json").write_text(json.dumps(report, indent=2))
+    return report
+
+
+def predict_split(
+    checkpoint: str | Path, split: str, n: int, data_root: str | Path | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Inputs, model outputs and targets (physical units) of the first `n` windows of `split`."""
+    model, params, meta = pretrained.load(checkpoint)
+    exp = ExperimentConfig.model_validate(meta["config"])
+    dataset = load_split(exp.data, split, data_root)
+    x, y = dataset.get_batch(np.arange(min(n, len(dataset))))
+    check_compatible(model, params, x, y, where=f"checkpoint {checkpoint}")
+    out = np.asarray(jax.jit(model.apply)(params, jnp.asarray(x)))
+    return dataset.denormalize(x), dataset.denormalize(out), dataset.denormalize(y)

@@ -1,0 +1,119 @@
+"""Grids, spectral resampling, spectral derivatives and energy spectra of periodic fields.
+
+Fields are channels-last arrays ``(..., *spatial, channels)``; functions take the number of spatial
+dimensions `ndim` (the spatial axes are the `ndim` axes before the channel axis). Every resolution
+change in the project goes through `spectral_resample`.
+"""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Float
+
+
+def grid(n: int, length: float = 1.0) -> np.ndarray:
+    """Cell-vertex points ``x_j = j * length / n`` of a periodic grid, shape (n,)."""
+    return np.arange(n) * (length / n)
+
+
+def wavenumbers(n: int, length: float = 1.0, real: bool = False) -> np.ndarray:
+    """Angular wavenumbers ``2 pi k / length`` in FFT order, shape (n,) or (n // 2 + 1,) if `real`."""
+    freqs = np.fft.rfftfreq(n, d=1.0 / n) if real else np.fft.fftfreq(n, d=1.0 / n)
+    return 2 * np.pi * freqs / length
+
+
+def _spatial_axes(u: Array, ndim: int) -> tuple[int, ...]:
+    if u.ndim < ndim + 1:
+        raise ValueError(f"expected (..., {ndim} spatial axes, channels), got shape {u.shape}")
+    return tuple(range(u.ndim - 1 - ndim, u.ndim - 1))
+
+
+def _resample_axis(u: Array, axis: int, n_out: int) -> Array:
+    """Band-limited resampling of one periodic axis by truncating or zero-padding its spectrum.
+
+    Down-sampling drops every mode the new grid cannot hold, its Nyquist mode included, so nothing
+    aliases. Up-sampling splits an even input's Nyquist mode evenly between +k and -k, which keeps
+    the interpolant real and exact.
+    """
+    n_in = u.shape[axis]
+    if n_in == n_out:
+        return u
+    spec = jnp.moveaxis(jnp.fft.fft(u, axis=axis), axis, -1)
+    m = min(n_in, n_out)
+    half = (m - 1) // 2  # modes 1..half on each side are kept as they are
+    out = jnp.zeros(spec.shape[:-1] + (n_out,), dtype=spec.dtype)
+    out = out.at[..., : half + 1].set(spec[..., : half + 1])
+    if half:
+        out = out.at[..., n_out - half :].set(spec[..., n_in - half :])
+    if n_out > n_in and n_in % 2 == 0:
+        nyquist = spec[..., n_in // 2] / 2
+        out = out.at[..., n_in // 2].set(nyquist).at[..., n_out - n_in // 2].set(nyquist)
+    resampled = jnp.fft.ifft(out, axis=-1).real * (n_out / n_in)
+    return jnp.moveaxis(resampled, -1, axis).astype(u.dtype)
+
+
+def spectral_resample(
+    u: Float[Array, "... *spatial c"], shape: tuple[int, ...] | int
+) -> Float[Array, "... *new_spatial c"]:
+    """Resample a periodic channels-last field onto a grid of `shape` by Fourier truncation/padding.
+
+    A field band-limited below both grids' Nyquist frequencies is reproduced to round-off.
+
+    Args:
+        u: field of shape (..., *spatial, c).
+        shape: new spatial shape (an int for 1D).
+    Returns:
+        Field of shape (..., *shape, c).
+    """
+    shape = (shape,) if isinstance(shape, int) else tuple(shape)
+    for axis, n_out in zip(_spatial_axes(u, len(shape)), shape, strict=True):
+        u = _resample_axis(u, axis, n_out)
+    return u
+
+
+def spectral_derivative(
+    u: Float[Array, "... *spatial c"], axis: int, ndim: int, order: int = 1, length: float = 1.0
+) -> Float[Array, "... *spatial c"]:
+    """``d^order u / dx_axis^order`` of a periodic field, exact for band-limited fields.
+
+    Args:
+        u: field of shape (..., *spatial, c).
+        axis: spatial axis index in 0..ndim-1.
+        ndim: number of spatial dimensions.
+        order: derivative order.
+        length: period of that axis.
+    """
+    ax = _spatial_axes(u, ndim)[axis]
+    n = u.shape[ax]
+    k = wavenumbers(n, length, real=True)
+    if order % 2 == 1 and n % 2 == 0:
+        k = k.copy()
+        k[n // 2] = 0.0  # the Nyquist mode of an odd derivative has no real-valued meaning
+    shape = [1] * u.ndim
+    shape[ax] = -1
+    multiplier = jnp.asarray((1j * k) ** order).reshape(shape)
+    spec = jnp.fft.rfft(u, axis=ax)
+    return jnp.fft.irfft(spec * multiplier, n=n, axis=ax).astype(u.dtype)
+
+
+def energy_spectrum(u: Float[Array, "... *spatial c"], ndim: int) -> tuple[np.ndarray, np.ndarray]:
+    """Shell-averaged energy spectrum ``E(k) = sum_{|kappa| in shell k} |u_hat(kappa)|^2 / 2``.
+
+    Shells are integer radii of the integer wavevector, k = 0..max(n)//2; the energy is summed over
+    channels and averaged over every leading (batch) axis. The FFT is normalised by the number of
+    grid points, so E does not depend on the resolution for a resolved field.
+
+    Returns:
+        ``(k, E)``, each of shape (max(n)//2 + 1,).
+    """
+    axes = _spatial_axes(u, ndim)
+    shape = [u.shape[a] for a in axes]
+    spec = jnp.fft.fftn(u, axes=axes, norm="forward")
+    power = 0.5 * jnp.abs(spec) ** 2
+    power = power.sum(axis=-1).reshape((-1, *shape)).mean(axis=0)
+    kvec = np.meshgrid(*[np.fft.fftfreq(n, d=1.0 / n) for n in shape], indexing="ij")
+    radius = np.rint(np.sqrt(sum(k**2 for k in kvec))).astype(int)
+    n_shells = max(shape) // 2 + 1
+    energy = np.bincount(radius.ravel(), weights=np.asarray(power).ravel(), minlength=n_shells)
+    return np.arange(n_shells), energy[:n_shells]

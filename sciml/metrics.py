@@ -1,0 +1,91 @@
+"""Evaluation metrics on channels-last batches ``(batch, *spatial, channels)``.
+
+Each returns one number averaged over the batch (and channels where it is per channel), so batches
+can be averaged sample-weighted by the caller.
+"""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Float
+
+from sciml.losses import relative_lp
+
+_EPS = 1e-12
+Batch = Float[Array, "b *spatial c"]
+
+
+def _spatial_axes(x: Array) -> tuple[int, ...]:
+    return tuple(range(1, x.ndim - 1))
+
+
+def relative_l2(pred: Batch, target: Batch) -> Float[Array, ""]:
+    """Mean over samples of ``||pred - target||_2 / ||target||_2`` over space and channels."""
+    return relative_lp(pred, target, 2)
+
+
+def relative_l1(pred: Batch, target: Batch) -> Float[Array, ""]:
+    """Mean over samples of ``||pred - target||_1 / ||target||_1``."""
+    return relative_lp(pred, target, 1)
+
+
+def rmse(pred: Batch, target: Batch) -> Float[Array, ""]:
+    """Mean over samples and channels of the root mean squared error over space."""
+    return jnp.mean(jnp.sqrt(jnp.mean((pred - target) ** 2, axis=_spatial_axes(pred))))
+
+
+def nrmse(pred: Batch, target: Batch) -> Float[Array, ""]:
+    """PDEBench nRMSE: per sample and channel ``||pred - target||_2 / ||target||_2``, averaged."""
+    axes = _spatial_axes(pred)
+    err = jnp.sqrt(jnp.sum((pred - target) ** 2, axis=axes))
+    return jnp.mean(err / (jnp.sqrt(jnp.sum(target**2, axis=axes)) + _EPS))
+
+
+def vrmse(pred: Batch, target: Batch) -> Float[Array, ""]:
+    """The Well's VRMSE: per sample and channel ``sqrt(mean (pred - target)^2 / (var(target) + eps))``.
+
+    1 means no better than predicting the target's spatial mean.
+    """
+    axes = _spatial_axes(pred)
+    mse = jnp.mean((pred - target) ** 2, axis=axes)
+    var = jnp.var(target, axis=axes)
+    return jnp.mean(jnp.sqrt(mse / (var + 1e-7)))
+
+
+def max_error(pred: Batch, target: Batch) -> Float[Array, ""]:
+    """Largest absolute error over the batch."""
+    return jnp.max(jnp.abs(pred - target))
+
+
+def fourier_band_rmse(
+    pred: Batch, target: Batch, bounds: tuple[int, int] = (4, 12)
+) -> dict[str, Float[Array, ""]]:
+    """RMSE of the error restricted to low / mid / high integer wavenumber shells (PDEBench fRMSE).
+
+    Bands: ``|k| < bounds[0]``, ``bounds[0] <= |k| < bounds[1]``, ``|k| >= bounds[1]``, with |k| the
+    rounded radius of the integer wavevector. By Parseval ``low^2 + mid^2 + high^2 = rmse_all^2``
+    where rmse_all is the RMSE over every sample, point and channel.
+    """
+    axes = _spatial_axes(pred)
+    spec = jnp.fft.fftn(pred - target, axes=axes, norm="forward")
+    power = jnp.mean(jnp.abs(spec) ** 2, axis=(0, -1))
+    kvec = np.meshgrid(*[np.fft.fftfreq(n, d=1.0 / n) for n in pred.shape[1:-1]], indexing="ij")
+    radius = np.rint(np.sqrt(sum(k**2 for k in kvec)))
+    low, high = bounds
+    masks = {"low": radius < low, "mid": (radius >= low) & (radius < high), "high": radius >= high}
+    return {name: jnp.sqrt(jnp.sum(jnp.where(mask, power, 0.0))) for name, mask in masks.items()}
+
+
+def all_metrics(pred: Batch, target: Batch) -> dict[str, Float[Array, ""]]:
+    """Every metric above, with the Fourier bands as ``frmse_low/mid/high``."""
+    out = {
+        "rel_l2": relative_l2(pred, target),
+        "rel_l1": relative_l1(pred, target),
+        "rmse": rmse(pred, target),
+        "nrmse": nrmse(pred, target),
+        "vrmse": vrmse(pred, target),
+        "max_error": max_error(pred, target),
+    }
+    out |= {f"frmse_{band}": v for band, v in fourier_band_rmse(pred, target).items()}
+    return out

@@ -1,0 +1,73 @@
+"""PNG figures a person would rather look at than read: fields, errors, spectra, loss curves."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def plot_prediction(
+    path: str | Path, pred: np.ndarray, truth: np.ndarray, inputs: np.ndarray | None = None, title: str = ""
+) -> None:
+    """Prediction / truth / error of one sample, channel 0; shapes (*spatial, c), 1D or 2D."""
+    pred, truth = np.asarray(pred)[..., 0], np.asarray(truth)[..., 0]
+    if pred.ndim == 1:
+        fig, (ax, ax_err) = plt.subplots(2, 1, figsize=(7, 5), sharex=True, height_ratios=(3, 1.2))
+        x = np.arange(len(pred)) / len(pred)
+        if inputs is not None:
+            ax.plot(x, np.asarray(inputs)[..., 0], color="0.7", lw=1, label="input")
+        ax.plot(x, truth, "k", lw=2, label="truth")
+        ax.plot(x, pred, "C1--", lw=1.5, label="prediction")
+        ax.legend(loc="best", fontsize=8)
+        ax_err.plot(x, pred - truth, "C3", lw=1)
+        ax_err.set_ylabel("error")
+        ax_err.set_xlabel("x")
+    elif pred.ndim == 2:
+        fig, axes = plt.subplots(1, 3, figsize=(12, 3.8))
+        lim = np.abs(truth).max()
+        for ax, data, name in zip(axes, (pred, truth, pred - truth), ("prediction", "truth", "error"), strict=True):
+            im = ax.imshow(data.T, origin="lower", cmap="RdBu_r", vmin=-lim if name != "error" else None,
+                           vmax=lim if name != "error" else None)
+            ax.set_title(name)
+            fig.colorbar(im, ax=ax, shrink=0.8)
+    else:
+        raise ValueError(f"plot_prediction draws 1D or 2D fields, got spatial shape {pred.shape}")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_spectra(path: str | Path, spectra: dict[str, tuple[np.ndarray, np.ndarray]], title: str = "") -> None:
+    """Energy spectra E(k) on log-log axes, one line per entry of `spectra` (label -> (k, E))."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for label, (k, energy) in spectra.items():
+        ax.loglog(k[1:], np.maximum(energy[1:], 1e-30), label=label)
+    ax.set_xlabel("wavenumber k")
+    ax.set_ylabel("E(k)")
+    ax.legend()
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_training_curves(path: str | Path, records: list[dict]) -> None:
+    """Training loss and validation relative L2 against step, from metrics.jsonl records."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for key, style in (("loss", "C0"), ("valid_rel_l2", "C1o-")):
+        pts = [(r["step"], r[key]) for r in records if key in r]
+        if pts:
+            steps, values = zip(*pts, strict=True)
+            ax.semilogy(steps, values, style, label=key, ms=3)
+    ax.set_xlabel("step")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,26 @@
+"""Optimisers and learning-rate schedules built from a `TrainConfig`."""
+
+from __future__ import annotations
+
+import optax
+
+from sciml.config import TrainConfig
+
+
+def make_schedule(cfg: TrainConfig) -> optax.Schedule:
+    """Learning rate as a function of step: constant, cosine decay, or linear warm-up then cosine."""
+    if cfg.schedule == "constant":
+        return optax.constant_schedule(cfg.lr)
+    if cfg.schedule == "cosine":
+        return optax.cosine_decay_schedule(cfg.lr, cfg.steps)
+    return optax.warmup_cosine_decay_schedule(0.0, cfg.lr, cfg.warmup_steps, max(cfg.steps, cfg.warmup_steps + 1))
+
+
+def make_optimizer(cfg: TrainConfig) -> optax.GradientTransformation:
+    """Global-norm clipping (if `grad_clip`) followed by Adam or AdamW on `make_schedule(cfg)`."""
+    schedule = make_schedule(cfg)
+    if cfg.optimizer == "adamw":
+        opt = optax.adamw(schedule, weight_decay=cfg.weight_decay)
+    else:
+        opt = optax.adam(schedule)
+    return optax.chain(optax.clip_by_global_norm(cfg.grad_clip), opt) if cfg.grad_clip else opt

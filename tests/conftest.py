@@ -1,0 +1,57 @@
+"""Test set-up: 8 simulated CPU devices and strict JAX flags, fixed before JAX is imported."""
+
+import os
+
+os.environ["XLA_FLAGS"] = os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+from pathlib import Path  # noqa: E402
+
+import jax  # noqa: E402
+import pytest  # noqa: E402
+import yaml  # noqa: E402
+
+jax.config.update("jax_numpy_rank_promotion", "raise")
+
+REPO = Path(__file__).resolve().parents[1]
+
+TINY_CONFIG = {
+    "name": "tiny",
+    "seed": 0,
+    "run_dir": "runs/tiny",
+    "data": {
+        "path": "data/tiny_burgers",
+        "generator": {
+            "type": "sciml.pde.BurgersDataset", "n_solve": 64, "resolution": 32, "dt": 0.01,
+            "t_final": 0.2, "n_snapshots": 3,
+        },
+        "n_train": 32, "n_valid": 8, "n_test": 8, "dt_stride": 2,
+    },
+    "model": {
+        "type": "sciml.operators.FNO", "out_channels": 1, "modes": 4, "width": 8, "n_layers": 2,
+        "projection_width": 16,
+    },
+    "train": {
+        "steps": 20, "batch_size": 8, "lr": 0.003, "log_every": 5, "eval_every": 10,
+        "checkpoint_every": 5,
+    },
+    "evaluate": {"batch_size": 8, "n_plots": 1},
+}
+
+
+@pytest.fixture
+def tiny_config(tmp_path: Path) -> Path:
+    """A seconds-sized experiment config written into a temporary directory (paths inside it)."""
+    cfg = {**TINY_CONFIG}
+    cfg["run_dir"] = str(tmp_path / "run")
+    cfg["data"] = {**cfg["data"], "path": str(tmp_path / "data" / "tiny_burgers")}
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+@pytest.fixture
+def x64():
+    """Run a test in float64."""
+    with jax.enable_x64(True):
+        yield

@@ -1,0 +1,168 @@
+import h5py
+import jax
+import numpy as np
+import pytest
+
+from sciml.data import (
+    SPLITS,
+    Trajectories,
+    WindowDataset,
+    batch_indices,
+    compute_stats,
+    generate_dataset,
+    read_stats,
+    read_well,
+    shard_batch,
+    split_path,
+    write_well,
+)
+from sciml.errors import DatasetError
+from sciml.train import make_mesh
+
+
+def _trajectories(n_traj=3, n_time=6, nx=8, ny=4, seed=0):
+    rng = np.random.default_rng(seed)
+    return Trajectories(
+        fields={
+            "density": rng.normal(size=(n_traj, n_time, nx, ny)).astype(np.float32),
+            "velocity": rng.normal(size=(n_traj, n_time, nx, ny, 2)).astype(np.float32),
+        },
+        time=np.linspace(0, 1, n_time),
+        coords={"x": np.arange(nx) / nx, "y": np.arange(ny) / ny},
+        boundary={"x": "PERIODIC", "y": "WALL"},
+        scalars={"viscosity": 0.01},
+    )
+
+
+def test_well_round_trip_and_schema(tmp_path):
+    traj = _trajectories()
+    path = tmp_path / "a.hdf5"
+    write_well(path, "demo", traj, attrs={"note": {"k": 1}})
+    back, attrs = read_well(path)
+    for name in traj.fields:
+        np.testing.assert_array_equal(back.fields[name], traj.fields[name])
+    assert back.boundary == traj.boundary and back.scalars == traj.scalars
+    assert attrs["dataset_name"] == "demo" and attrs["n_spatial_dims"] == 2
+    with h5py.File(path) as f:  # The Well's layout: tensor order decides the group
+        assert list(f["t0_fields"].attrs["field_names"]) == ["density"]
+        assert list(f["t1_fields"].attrs["field_names"]) == ["velocity"]
+        assert list(f["t2_fields"].attrs["field_names"]) == []
+        assert f["boundary_conditions/x_periodic"].attrs["bc_type"] == "PERIODIC"
+        assert f["t0_fields/density"].dtype == np.float32
+
+
+def test_missing_field_names_the_available_ones(tmp_path):
+    write_well(tmp_path / "a.hdf5", "demo", _trajectories())
+    with pytest.raises(DatasetError, match=r"field 'pressure' is missing; fields in this file: \['density', 'velocity'\]"):
+        read_well(tmp_path / "a.hdf5", ["pressure"])
+
+
+def test_missing_group_and_truncated_file_are_detected(tmp_path):
+    path = tmp_path / "a.hdf5"
+    write_well(path, "demo", _trajectories())
+    with h5py.File(path, "a") as f:
+        del f["scalars"]
+    with pytest.raises(DatasetError, match="group 'scalars' is missing"):
+        read_well(path)
+    write_well(path, "demo", _trajectories())
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(DatasetError, match="corrupt or truncated"):
+        read_well(path)
+
+
+def test_inconsistent_field_shape_is_detected(tmp_path):
+    path = tmp_path / "a.hdf5"
+    write_well(path, "demo", _trajectories())
+    with h5py.File(path, "a") as f:
+        del f["t0_fields/density"]
+        f["t0_fields"].create_dataset("density", data=np.zeros((3, 6, 7, 4), np.float32))
+    with pytest.raises(DatasetError, match=r"field 'density' has shape \(6, 7, 4\)"):
+        read_well(path)
+
+
+def test_stats_per_field_and_component():
+    traj = _trajectories()
+    stats = compute_stats(traj)
+    assert np.isclose(stats["mean"]["density"], traj.fields["density"].mean(), rtol=1e-6)
+    assert np.allclose(stats["std"]["velocity"], traj.fields["velocity"].reshape(-1, 2).std(0), rtol=1e-6)
+    delta = np.diff(traj.fields["density"], axis=1)
+    assert np.isclose(stats["rms_delta"]["density"], np.sqrt((delta.astype(np.float64) ** 2).mean()), rtol=1e-6)
+
+
+def test_windows_pick_the_right_frames():
+    traj = _trajectories(n_traj=2, n_time=7)
+    ds = WindowDataset(traj, fields=["density", "velocity"], input_steps=2, output_steps=1, dt_stride=2)
+    assert ds.windows_per_traj == 7 - 4 and len(ds) == 6 and ds.channels == 3
+    x, y = ds[4]  # trajectory 1, start 1: inputs t = 1, 3; target t = 5
+    rho, vel = traj.fields["density"][1], traj.fields["velocity"][1]
+    np.testing.assert_array_equal(x[..., 0], rho[1])
+    np.testing.assert_array_equal(x[..., 1:3], vel[1])
+    np.testing.assert_array_equal(x[..., 3], rho[3])
+    np.testing.assert_array_equal(y[..., 0], rho[5])
+
+
+def test_normalisation_round_trips():
+    traj = _trajectories()
+    ds = WindowDataset(traj, stats=compute_stats(traj))
+    x, y = ds.get_batch(np.arange(len(ds)))
+    assert abs(ds.frames[..., 0].mean()) < 1e-5 and np.isclose(ds.frames[..., 0].std(), 1, atol=1e-5)
+    np.testing.assert_allclose(ds.denormalize(y)[..., 0], traj.fields["density"][:, 1:].reshape(-1, 8, 4), atol=1e-5)
+
+
+def test_too_long_window_is_a_clear_error():
+    with pytest.raises(DatasetError, match="lower data.input_steps"):
+        WindowDataset(_trajectories(n_time=3), input_steps=3, output_steps=1)
+
+
+def test_batches_are_a_pure_function_of_seed_and_step():
+    a = [batch_indices(20, 6, seed=3, step=s) for s in range(9)]
+    b = [batch_indices(20, 6, seed=3, step=s) for s in range(9)]
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    epoch = np.concatenate(a[:3])  # 3 batches per epoch: no repeats inside an epoch
+    assert len(set(epoch.tolist())) == 18
+    assert not np.array_equal(a[0], a[3])  # a new permutation each epoch
+    with pytest.raises(DatasetError, match="exceeds the 20 training samples"):
+        batch_indices(20, 32, seed=0, step=0)
+
+
+def test_shard_batch_splits_over_devices_and_rejects_uneven_batches():
+    mesh = make_mesh()
+    x = np.arange(16 * 3, dtype=np.float32).reshape(16, 3)
+    (sharded,) = shard_batch((x,), mesh)
+    assert len(sharded.addressable_shards) == jax.device_count() == 8
+    np.testing.assert_array_equal(np.asarray(sharded), x)
+    with pytest.raises(DatasetError, match="multiple of 8"):
+        shard_batch((x[:12],), mesh)
+
+
+class _CountingGenerator:
+    """A trivial generator: trajectory i of a call holds the constant drawn from the key."""
+
+    calls = 0
+
+    def generate(self, key, n):
+        type(self).calls += 1
+        values = np.asarray(jax.random.uniform(key, (n, 1, 1)))
+        u = np.broadcast_to(values, (n, 2, 4)).copy()
+        return Trajectories({"u": u}, np.arange(2.0), {"x": np.arange(4) / 4}, {"x": "PERIODIC"})
+
+
+def test_generation_is_reused_resumed_and_guarded(tmp_path):
+    sizes = {"train": 5, "valid": 2, "test": 2}
+    spec = {"type": "demo", "a": 1}
+    gen = _CountingGenerator()
+    generate_dataset(gen, spec, tmp_path, name="demo", sizes=sizes, seed=0, chunk=2)
+    first = {s: read_well(split_path(tmp_path, s, "demo"))[0].fields["u"] for s in SPLITS}
+    assert read_stats(tmp_path / "stats.yaml")["mean"]["u"] == pytest.approx(first["train"].mean())
+    calls = gen.calls
+    generate_dataset(gen, spec, tmp_path, name="demo", sizes=sizes, seed=0, chunk=2)
+    assert gen.calls == calls  # complete and matching: reused, nothing regenerated
+
+    split_path(tmp_path, "test", "demo").unlink()  # as if interrupted before the last split
+    generate_dataset(gen, spec, tmp_path, name="demo", sizes=sizes, seed=0, chunk=2)
+    again = {s: read_well(split_path(tmp_path, s, "demo"))[0].fields["u"] for s in SPLITS}
+    assert all(np.array_equal(first[s], again[s]) for s in SPLITS)  # bitwise reproducible
+
+    with pytest.raises(DatasetError, match="made with different settings"):
+        generate_dataset(gen, spec, tmp_path, name="demo", sizes=sizes, seed=1, chunk=2)

@@ -1,0 +1,57 @@
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from sciml import fields
+
+
+def _band_limited(shape, max_mode, seed=0):
+    """A random real field with modes |k| <= max_mode per axis, evaluated on `shape`, channels-last."""
+    rng = np.random.default_rng(seed)
+    coords = np.meshgrid(*[fields.grid(n) for n in shape], indexing="ij")
+    out = np.zeros(shape)
+    for _ in range(6):
+        k = rng.integers(-max_mode, max_mode + 1, size=len(shape))
+        phase = rng.uniform(0, 2 * np.pi)
+        out += rng.normal() * np.cos(2 * np.pi * sum(ki * x for ki, x in zip(k, coords)) + phase)
+    return out[None, ..., None]
+
+
+def _on_grid(fn_shape, target_shape, seed=0):
+    return _band_limited(fn_shape, 3, seed), _band_limited(target_shape, 3, seed)
+
+
+@pytest.mark.parametrize(
+    ("n_in", "n_out"),
+    [((32,), (64,)), ((64,), (32,)), ((33,), (16,)), ((16, 24), (32, 12)), ((12, 12), (12, 40))],
+)
+def test_spectral_resample_is_exact_for_band_limited_fields(n_in, n_out, x64):
+    # Modes |k| <= 3 fit below the Nyquist frequency of every grid here, so resampling must
+    # reproduce the field up to float64 round-off (1e-12 allows the FFT's O(n log n eps)).
+    u_in, u_out = _on_grid(n_in, n_out)
+    assert np.abs(fields.spectral_resample(jnp.asarray(u_in), n_out) - u_out).max() < 1e-12
+
+
+def test_upsampling_keeps_an_even_grid_nyquist_mode_real(x64):
+    n = 8
+    u = np.cos(np.pi * n * fields.grid(n))[None, :, None]  # the Nyquist mode: +1, -1, +1, ...
+    up = np.asarray(fields.spectral_resample(jnp.asarray(u), 16))
+    assert np.allclose(up[0, ::2, 0], u[0, :, 0], atol=1e-12)  # interpolates the original samples
+
+
+@pytest.mark.parametrize("order", [1, 2, 3])
+def test_spectral_derivative_of_a_sine(order, x64):
+    x = fields.grid(64, 2.0)
+    u = np.sin(3 * np.pi * x)[None, :, None]
+    exact = (3 * np.pi) ** order * np.sin(3 * np.pi * x + order * np.pi / 2)
+    du = fields.spectral_derivative(jnp.asarray(u), axis=0, ndim=1, order=order, length=2.0)
+    assert np.abs(du[0, :, 0] - exact).max() < 1e-9 * (3 * np.pi) ** order
+
+
+def test_energy_spectrum_obeys_parseval_and_is_resolution_independent(x64):
+    u32 = _band_limited((32, 32), 4)
+    u64 = _band_limited((64, 64), 4)
+    k, e32 = fields.energy_spectrum(jnp.asarray(u32), ndim=2)
+    _, e64 = fields.energy_spectrum(jnp.asarray(u64), ndim=2)
+    assert np.isclose(e32.sum(), 0.5 * np.mean(u32**2), rtol=1e-12)
+    assert np.allclose(e32, e64[: len(e32)], atol=1e-14) and np.allclose(e64[len(e32) :], 0, atol=1e-14)

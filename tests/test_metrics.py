@@ -1,0 +1,45 @@
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from sciml import losses, metrics
+
+
+@pytest.fixture
+def pair():
+    rng = np.random.default_rng(0)
+    target = rng.normal(size=(4, 32, 16, 2))
+    return jnp.asarray(target + 0.1 * rng.normal(size=target.shape)), jnp.asarray(target)
+
+
+def test_relative_l2_matches_its_definition(pair):
+    pred, target = np.asarray(pair[0]), np.asarray(pair[1])
+    per_sample = [np.linalg.norm(p - t) / np.linalg.norm(t) for p, t in zip(pred, target)]
+    assert np.isclose(metrics.relative_l2(*pair), np.mean(per_sample), rtol=1e-5)
+    assert np.isclose(losses.relative_l2(*pair), np.mean(per_sample), rtol=1e-5)
+
+
+def test_perfect_prediction_scores_zero(pair):
+    values = metrics.all_metrics(pair[1], pair[1])
+    assert all(float(v) == 0.0 for v in values.values())
+
+
+def test_vrmse_of_the_mean_predictor_is_one(pair):
+    target = pair[1]
+    mean = jnp.broadcast_to(target.mean(axis=(1, 2), keepdims=True), target.shape)
+    assert np.isclose(metrics.vrmse(mean, target), 1.0, atol=1e-5)
+
+
+def test_fourier_bands_add_up_to_the_rmse(pair):
+    bands = metrics.fourier_band_rmse(*pair)
+    total = np.sqrt(np.mean((np.asarray(pair[0]) - np.asarray(pair[1])) ** 2))
+    assert np.isclose(sum(float(v) ** 2 for v in bands.values()), total**2, rtol=1e-5)
+
+
+def test_fourier_bands_locate_the_error():
+    x = np.arange(64) / 64
+    target = np.zeros((1, 64, 1))
+    pred = np.sin(2 * np.pi * 20 * x)[None, :, None]  # error only at |k| = 20: the high band
+    bands = metrics.fourier_band_rmse(jnp.asarray(pred), jnp.asarray(target))
+    assert float(bands["low"]) < 1e-6 and float(bands["mid"]) < 1e-6
+    assert np.isclose(float(bands["high"]), np.sqrt(0.5), rtol=1e-5)
