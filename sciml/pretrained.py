@@ -107,3 +107,27 @@ def _check_same_shapes(expected: Any, params: Any, where: Path) -> None:
 def _leaf_shapes(tree: Any) -> list[tuple[str, tuple[int, ...]]]:
     flat = jax.tree_util.tree_flatten_with_path(tree)[0]
     return [(jax.tree_util.keystr(path), tuple(np.shape(leaf))) for path, leaf in flat]
+
+
+def export(run_dir: str | Path, destination: str | Path) -> Path:
+    """Copy the best checkpoint of `run_dir` to `destination` with only its evaluation parameters.
+
+    The result is small (no optimiser state) and loads with `load(destination)`; shipped
+    checkpoints are made this way by ``scripts/make_pretrained.py``.
+    """
+    from sciml.train.checkpoint import Checkpointer  # only exporting needs the writer
+
+    directory, step = resolve(run_dir)
+    meta = read_metadata(directory, step)
+    state = restore_raw_state(directory, step)
+    params = state.get("ema_params") or state["params"]
+    destination = Path(destination)
+    if destination.exists():
+        raise CheckpointError(f"{destination} exists; remove it first to export again")
+    saver = Checkpointer(destination, keep=1)
+    try:
+        body = {k: v for k, v in meta.items() if k not in ("step", "metrics")}
+        saver.save(step, {"params": params}, body, meta["metrics"])
+    finally:
+        saver.close()
+    return destination

@@ -69,6 +69,6 @@ def make_train_step(
         if ema is not None:
             ema = optax.incremental_update(params, ema, step_size=1.0 - ema_decay)
         new_state = state.replace(params=params, opt_state=opt_state, step=state.step + 1, ema_params=ema)
-        return new_state, {"loss": loss, "grad_norm": optax.global_norm(grads), **aux}
+        return new_state, {"loss": loss, "grad_norm": optax.tree.norm(grads), **aux}
 
     return jax.jit(step)

@@ -1,0 +1,13 @@
+"""Datasets: The Well's HDF5 schema, normalisation stats, windows, deterministic sharded batches."""
+
+from sciml.data.generate import Generator, generate_dataset
+from sciml.data.loader import DATA_AXIS, batch_indices, eval_batches, shard_batch, train_batches
+from sciml.data.stats import channel_stats, compute_stats, read_stats, write_stats
+from sciml.data.well import SPLITS, Trajectories, read_well, split_path, write_well
+from sciml.data.windows import WindowDataset
+
+__all__ = [
+    "DATA_AXIS", "SPLITS", "Generator", "Trajectories", "WindowDataset", "batch_indices",
+    "channel_stats", "compute_stats", "eval_batches", "generate_dataset", "read_stats",
+    "read_well", "shard_batch", "split_path", "train_batches", "write_stats", "write_well",
+]
