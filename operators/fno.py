@@ -1,7 +1,5 @@
 """Fourier Neural Operator (Li et al., ICLR 2021) for 1D, 2D and 3D channels-last fields."""
 
-from __future__ import annotations
-
 import flax.linen as nn
 import jax.numpy as jnp
 import numpy as np
@@ -40,11 +38,15 @@ class FNO(nn.Module):
     def __call__(self, x: Float[Array, "b *spatial c"]) -> Float[Array, "b *spatial o"]:
         ndim = x.ndim - 2
         if ndim not in (1, 2, 3):
-            raise ValueError(f"FNO expects (batch, *spatial, channels) with 1-3 spatial axes, got {x.shape}")
+            raise ValueError(
+                f"FNO expects (batch, *spatial, channels) with 1-3 spatial axes, got {x.shape}"
+            )
         modes = (self.modes,) * ndim if isinstance(self.modes, int) else tuple(self.modes)
         if self.positional_grid:
             # Adding to zeros_like(x) keeps x's batch sharding (a plain broadcast would not).
-            coords = jnp.zeros_like(x[..., :1]) + positional_grid(x.shape[1:-1])[None].astype(x.dtype)
+            coords = jnp.zeros_like(x[..., :1]) + positional_grid(x.shape[1:-1])[None].astype(
+                x.dtype
+            )
             x = jnp.concatenate([x, coords], axis=-1)
         v = nn.Dense(self.width)(x)
         for layer in range(self.n_layers):

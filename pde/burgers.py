@@ -4,19 +4,17 @@ Pseudo-spectral in space (2/3-rule dealiasing of the quadratic term), ETDRK4 in 
 quickstart's data generator; the full generator suite builds on the same pieces.
 """
 
-from __future__ import annotations
-
 import dataclasses
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
+from sciml.pde.etdrk import etdrk4_coefficients, etdrk4_step
+from sciml.pde.initial_conditions import gaussian_random_field
 
 from sciml.data import Trajectories
 from sciml.fields import grid, spectral_resample, wavenumbers
-from sciml.pde.etdrk import etdrk4_coefficients, etdrk4_step
-from sciml.pde.initial_conditions import gaussian_random_field
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,8 +55,8 @@ class Burgers1D:
         return jnp.concatenate([u0[None], saved])
 
 
-def _complex(dtype) -> jnp.dtype:
-    return jnp.complex128 if jnp.dtype(dtype) == jnp.float64 else jnp.complex64
+def _complex(dtype) -> np.dtype:
+    return np.dtype(np.complex128 if jnp.dtype(dtype) == jnp.float64 else np.complex64)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -6,8 +6,6 @@ kept **complex**: dropping their imaginary part silently degrades the scheme to 
 has odd derivatives (advection, dispersion).
 """
 
-from __future__ import annotations
-
 from collections.abc import Callable
 from typing import NamedTuple
 

@@ -12,7 +12,17 @@ try:
 except PackageNotFoundError:  # running from a source tree that was never installed
     __version__ = "0.0.0+unknown"
 
-_SUBMODULES = ("config", "data", "fields", "losses", "metrics", "nn", "plotting", "pretrained", "train")
+_SUBMODULES = (
+    "config",
+    "data",
+    "fields",
+    "losses",
+    "metrics",
+    "nn",
+    "plotting",
+    "pretrained",
+    "train",
+)
 
 __all__ = ["__version__", *_SUBMODULES]
 

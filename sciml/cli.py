@@ -3,10 +3,9 @@
 Every error a user can cause is printed as one line on stderr with a non-zero exit.
 """
 
-from __future__ import annotations
-
 import argparse
 import json
+import logging
 import sys
 from pathlib import Path
 
@@ -18,13 +17,19 @@ EXIT_USER_ERROR = 2
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
+    # orbax's event-loop thread reports an aborted read of a corrupt checkpoint as an "exception
+    # ignored" after we have raised a clear error; keep it out of the user's one-line message.
+    sys.unraisablehook = lambda info: logging.getLogger("sciml").debug("ignored: %s", info.exc_value)
     try:
         return args.func(args) or 0
     except SciMLError as err:
         print(f"sciml {args.command}: error: {err}", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
-        print(f"sciml {args.command}: interrupted; run the same command again to resume", file=sys.stderr)
+        print(
+            f"sciml {args.command}: interrupted; run the same command again to resume",
+            file=sys.stderr,
+        )
         return 130
 
 
@@ -36,7 +41,9 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("config", help="YAML experiment config, e.g. configs/quickstart.yaml")
         p.add_argument("overrides", nargs="*", help="dotted overrides such as train.steps=200")
 
-    p = sub.add_parser("generate", help="generate the dataset of a config (Well-schema HDF5 + stats)")
+    p = sub.add_parser(
+        "generate", help="generate the dataset of a config (Well-schema HDF5 + stats)"
+    )
     with_config(p)
     p.set_defaults(func=_generate)
 
@@ -44,14 +51,22 @@ def _parser() -> argparse.ArgumentParser:
     with_config(p)
     p.set_defaults(func=_train)
 
-    p = sub.add_parser("evaluate", help="evaluate a run directory or checkpoint; writes report.json + PNGs")
+    p = sub.add_parser(
+        "evaluate", help="evaluate a run directory or checkpoint; writes report.json + PNGs"
+    )
     p.add_argument("checkpoint", help="run directory, checkpoint directory, or shipped name")
     p.add_argument("--split", default="test", choices=("train", "valid", "test"))
-    p.add_argument("--data", help="dataset directory to evaluate on (default: the one it was trained on)")
-    p.add_argument("--out", help="directory for report.json and figures (default: the run directory)")
+    p.add_argument(
+        "--data", help="dataset directory to evaluate on (default: the one it was trained on)"
+    )
+    p.add_argument(
+        "--out", help="directory for report.json and figures (default: the run directory)"
+    )
     p.set_defaults(func=_evaluate)
 
-    p = sub.add_parser("sample", help="run a trained model on dataset inputs and save the outputs (.npz)")
+    p = sub.add_parser(
+        "sample", help="run a trained model on dataset inputs and save the outputs (.npz)"
+    )
     p.add_argument("checkpoint", help="run directory, checkpoint directory, or shipped name")
     p.add_argument("--n", type=int, default=8, help="number of inputs to process")
     p.add_argument("--split", default="test", choices=("train", "valid", "test"))
@@ -117,7 +132,11 @@ def _pretrained(args) -> None:
     if not args.name:
         raise SciMLError("`sciml pretrained show` needs a name; see `sciml pretrained list`")
     meta = pretrained.show(args.name)
-    print(json.dumps({k: meta[k] for k in ("model", "data", "metrics", "step", "sciml_version")}, indent=2))
+    print(
+        json.dumps(
+            {k: meta[k] for k in ("model", "data", "metrics", "step", "sciml_version")}, indent=2
+        )
+    )
 
 
 def _summary(report: dict, run_dir: Path) -> str:

@@ -10,8 +10,6 @@ Example:
     200
 """
 
-from __future__ import annotations
-
 import dataclasses
 import difflib
 import importlib
@@ -92,7 +90,11 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     """Parse a YAML mapping from `path`, with errors that name the file."""
     path = Path(path)
     if not path.is_file():
-        shipped = sorted(p.name for p in Path("configs").glob("*.yaml")) if Path("configs").is_dir() else []
+        shipped = (
+            sorted(p.name for p in Path("configs").glob("*.yaml"))
+            if Path("configs").is_dir()
+            else []
+        )
         hint = f" Configs in ./configs: {', '.join(shipped)}." if shipped else ""
         raise ConfigError(f"config file {str(path)!r} not found.{hint}")
     try:
@@ -100,7 +102,9 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     except yaml.YAMLError as err:
         raise ConfigError(f"{path} is not valid YAML: {err}".replace("\n", " ")) from None
     if not isinstance(data, dict):
-        raise ConfigError(f"{path} must contain a YAML mapping of config keys, got {type(data).__name__}")
+        raise ConfigError(
+            f"{path} must contain a YAML mapping of config keys, got {type(data).__name__}"
+        )
     return data
 
 
@@ -110,7 +114,9 @@ def apply_overrides(data: dict[str, Any], overrides: typing.Sequence[str]) -> di
     for item in overrides:
         key, sep, raw = item.partition("=")
         if not sep or not key:
-            raise ConfigError(f"override {item!r} must look like key.sub=value, e.g. train.steps=200")
+            raise ConfigError(
+                f"override {item!r} must look like key.sub=value, e.g. train.steps=200"
+            )
         node = data
         parts = key.split(".")
         for part in parts[:-1]:
@@ -130,7 +136,9 @@ def validate(model: type[BaseModel], data: dict[str, Any], where: str = "config"
     try:
         return model.model_validate(data)
     except ValidationError as err:
-        raise ConfigError(f"{where}: " + "; ".join(_describe(model, e) for e in err.errors())) from None
+        raise ConfigError(
+            f"{where}: " + "; ".join(_describe(model, e) for e in err.errors())
+        ) from None
 
 
 def dump(cfg: BaseModel) -> str:
@@ -161,7 +169,9 @@ def resolve_type(path: Any, where: str) -> type:
     try:
         cls = getattr(importlib.import_module(module_name), attr)
     except (ImportError, AttributeError):
-        raise ConfigError(f"{where}.type: {path!r} does not exist in this version of sciml") from None
+        raise ConfigError(
+            f"{where}.type: {path!r} does not exist in this version of sciml"
+        ) from None
     if not (isinstance(cls, type) and dataclasses.is_dataclass(cls)):
         raise ConfigError(f"{where}.type: {path!r} is not a configurable component")
     return cls
@@ -174,10 +184,14 @@ def component_schema(cls: type) -> type[BaseModel]:
     for f in dataclasses.fields(cls):
         if not f.init or f.name in ("parent", "name"):
             continue
-        has_default = f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
+        has_default = (
+            f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
+        )
         fields[f.name] = (hints.get(f.name, Any), None if has_default else ...)
     return create_model(
-        f"{cls.__name__}Config", __config__=ConfigDict(extra="forbid", arbitrary_types_allowed=True), **fields
+        f"{cls.__name__}Config",
+        __config__=ConfigDict(extra="forbid", arbitrary_types_allowed=True),
+        **fields,
     )
 
 
@@ -199,7 +213,9 @@ def _valid_keys(model: type[BaseModel], loc: tuple) -> list[str]:
         field = model.model_fields.get(part)
         ann = getattr(field, "annotation", None)
         candidates = [ann, *typing.get_args(ann)]
-        sub = next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None)
+        sub = next(
+            (c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None
+        )
         if sub is None:
             return []
         model = sub

@@ -4,8 +4,6 @@ Domain components (generator, model) are built from their config's ``type`` impo
 module imports no domain statically.
 """
 
-from __future__ import annotations
-
 import json
 import time
 from pathlib import Path
@@ -35,8 +33,17 @@ from sciml.errors import DatasetError, ShapeMismatchError
 from sciml.fields import energy_spectrum
 from sciml.losses import LOSSES
 from sciml.plotting import plot_prediction, plot_spectra, plot_training_curves
-from sciml.train import Checkpointer, TrainState, fit, make_mesh, make_optimizer, make_train_step
-from sciml.train import read_metrics, replicate
+from sciml.train import (
+    Checkpointer,
+    TrainState,
+    fit,
+    make_mesh,
+    make_optimizer,
+    make_train_step,
+    read_metrics,
+    replicate,
+)
+
 
 def dataset_name(data: DataConfig) -> str:
     return Path(data.path).name
@@ -65,8 +72,12 @@ def load_split(data: DataConfig, split: str, root: str | Path | None = None) -> 
     traj, _ = read_well(split_path(root, split, dataset_name(data)), data.fields)
     stats = read_stats(root / "stats.yaml") if data.normalize else None
     return WindowDataset(
-        traj, fields=data.fields, input_steps=data.input_steps, output_steps=data.output_steps,
-        dt_stride=data.dt_stride, stats=stats,
+        traj,
+        fields=data.fields,
+        input_steps=data.input_steps,
+        output_steps=data.output_steps,
+        dt_stride=data.dt_stride,
+        stats=stats,
     )
 
 
@@ -87,7 +98,9 @@ def data_spec(data: DataConfig, dataset: WindowDataset) -> dict[str, Any]:
     }
 
 
-def check_compatible(model: nn.Module, params: Any, x: np.ndarray, y: np.ndarray, where: str) -> None:
+def check_compatible(
+    model: nn.Module, params: Any, x: np.ndarray, y: np.ndarray, where: str
+) -> None:
     """Raise `ShapeMismatchError` unless ``model.apply(params, x)`` has the shape of `y`."""
     try:
         out = jax.eval_shape(model.apply, params, jax.ShapeDtypeStruct(x.shape, jnp.float32))
@@ -120,7 +133,9 @@ def train(cfg: ExperimentConfig) -> Path:
     params = model.init(init_key, jnp.asarray(x0))
     check_compatible(model, params, x0, y0, where="model")
     optimizer = make_optimizer(cfg.train)
-    state = replicate(TrainState.create(params, optimizer, state_key, ema=cfg.train.ema_decay is not None), mesh)
+    state = replicate(
+        TrainState.create(params, optimizer, state_key, ema=cfg.train.ema_decay is not None), mesh
+    )
 
     loss_of = LOSSES[cfg.train.loss]
 
@@ -144,13 +159,18 @@ def train(cfg: ExperimentConfig) -> Path:
                 state,
                 make_train_step(loss_fn, optimizer, cfg.train.ema_decay),
                 lambda step: shard_batch(
-                    train_set.get_batch(batch_indices(len(train_set), cfg.train.batch_size, cfg.seed, step)), mesh
+                    train_set.get_batch(
+                        batch_indices(len(train_set), cfg.train.batch_size, cfg.seed, step)
+                    ),
+                    mesh,
                 ),
                 steps=cfg.train.steps,
                 run_dir=run_dir,
                 checkpointer=checkpointer,
                 metadata=metadata,
-                evaluate=lambda s: evaluate_params(predict, s.eval_params, valid_set, cfg.evaluate.batch_size, mesh),
+                evaluate=lambda s: evaluate_params(
+                    predict, s.eval_params, valid_set, cfg.evaluate.batch_size, mesh
+                ),
                 eval_every=cfg.train.eval_every,
                 checkpoint_every=cfg.train.checkpoint_every,
                 log_every=cfg.train.log_every,
@@ -158,7 +178,9 @@ def train(cfg: ExperimentConfig) -> Path:
             train_seconds = time.perf_counter() - start
     finally:
         checkpointer.close()
-    write_report(run_dir, split=cfg.evaluate.split, extra={"train_seconds_this_session": train_seconds})
+    write_report(
+        run_dir, split=cfg.evaluate.split, extra={"train_seconds_this_session": train_seconds}
+    )
     return run_dir
 
 
@@ -197,7 +219,10 @@ def write_report(
     exp = ExperimentConfig.model_validate(meta["config"])
     dataset = load_split(exp.data, split, data_root)
     spec = meta["data"]
-    if dataset.channels * spec["input_steps"] != spec["in_channels"] or dataset.ndim != spec["n_spatial_dims"]:
+    if (
+        dataset.channels * spec["input_steps"] != spec["in_channels"]
+        or dataset.ndim != spec["n_spatial_dims"]
+    ):
         raise ShapeMismatchError(
             f"checkpoint expects {spec['in_channels']} input channels on {spec['n_spatial_dims']}-D grids,"
             f" the dataset gives {dataset.channels * spec['input_steps']} on {dataset.ndim}-D grids;"
@@ -214,11 +239,22 @@ def write_report(
     figures = []
     for i in range(min(n_plots, len(x))):
         path = run_dir / f"prediction_{split}_{i}.png"
-        plot_prediction(path, pred[i], true[i], dataset.denormalize(x[i]), title=f"{exp.name}: {split} sample {i}")
+        plot_prediction(
+            path,
+            pred[i],
+            true[i],
+            dataset.denormalize(x[i]),
+            title=f"{exp.name}: {split} sample {i}",
+        )
         figures.append(path.name)
-    spectra = {"truth": energy_spectrum(true, dataset.ndim), "prediction": energy_spectrum(pred, dataset.ndim)}
+    spectra = {
+        "truth": energy_spectrum(true, dataset.ndim),
+        "prediction": energy_spectrum(pred, dataset.ndim),
+    }
     spectra["error"] = energy_spectrum(pred - true, dataset.ndim)
-    plot_spectra(run_dir / f"spectrum_{split}.png", spectra, title=f"{exp.name}: energy spectra ({split})")
+    plot_spectra(
+        run_dir / f"spectrum_{split}.png", spectra, title=f"{exp.name}: energy spectra ({split})"
+    )
     figures.append(f"spectrum_{split}.png")
     records = read_metrics(run_dir)
     if records:

@@ -5,8 +5,6 @@ dimensions `ndim` (the spatial axes are the `ndim` axes before the channel axis)
 change in the project goes through `spectral_resample`.
 """
 
-from __future__ import annotations
-
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
@@ -54,8 +52,8 @@ def _resample_axis(u: Array, axis: int, n_out: int) -> Array:
 
 
 def spectral_resample(
-    u: Float[Array, "... *spatial c"], shape: tuple[int, ...] | int
-) -> Float[Array, "... *new_spatial c"]:
+    u: Float[Array, "*batch_and_space c"], shape: tuple[int, ...] | int
+) -> Float[Array, "*batch_and_new_space c"]:
     """Resample a periodic channels-last field onto a grid of `shape` by Fourier truncation/padding.
 
     A field band-limited below both grids' Nyquist frequencies is reproduced to round-off.
@@ -73,8 +71,8 @@ def spectral_resample(
 
 
 def spectral_derivative(
-    u: Float[Array, "... *spatial c"], axis: int, ndim: int, order: int = 1, length: float = 1.0
-) -> Float[Array, "... *spatial c"]:
+    u: Float[Array, "*batch_and_space c"], axis: int, ndim: int, order: int = 1, length: float = 1.0
+) -> Float[Array, "*batch_and_space c"]:
     """``d^order u / dx_axis^order`` of a periodic field, exact for band-limited fields.
 
     Args:
@@ -97,7 +95,7 @@ def spectral_derivative(
     return jnp.fft.irfft(spec * multiplier, n=n, axis=ax).astype(u.dtype)
 
 
-def energy_spectrum(u: Float[Array, "... *spatial c"], ndim: int) -> tuple[np.ndarray, np.ndarray]:
+def energy_spectrum(u: Float[Array, "*batch_and_space c"], ndim: int) -> tuple[np.ndarray, np.ndarray]:
     """Shell-averaged energy spectrum ``E(k) = sum_{|kappa| in shell k} |u_hat(kappa)|^2 / 2``.
 
     Shells are integer radii of the integer wavevector, k = 0..max(n)//2; the energy is summed over

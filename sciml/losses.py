@@ -1,7 +1,5 @@
 """Training losses on channels-last batches (batch, *spatial, channels)."""
 
-from __future__ import annotations
-
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
@@ -13,7 +11,9 @@ def _per_sample_norm(x: Array, p: int) -> Array:
     return jnp.linalg.norm(flat, ord=p, axis=1)
 
 
-def relative_lp(pred: Float[Array, "b ..."], target: Float[Array, "b ..."], p: int = 2) -> Float[Array, ""]:
+def relative_lp(
+    pred: Float[Array, "b ..."], target: Float[Array, "b ..."], p: int = 2
+) -> Float[Array, ""]:
     """Mean over the batch of ``||pred - target||_p / ||target||_p`` (norms over all non-batch axes)."""
     return jnp.mean(_per_sample_norm(pred - target, p) / (_per_sample_norm(target, p) + _EPS))
 

@@ -4,8 +4,6 @@ Each returns one number averaged over the batch (and channels where it is per ch
 can be averaged sample-weighted by the caller.
 """
 
-from __future__ import annotations
-
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float

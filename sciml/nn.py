@@ -1,7 +1,5 @@
 """Generic flax.linen layers shared by the domains: spectral convolution and pointwise MLPs."""
 
-from __future__ import annotations
-
 from collections.abc import Callable, Sequence
 
 import flax.linen as nn
@@ -52,7 +50,9 @@ class SpectralConv(nn.Module):
     def __call__(self, v: Float[Array, "b *spatial ci"]) -> Float[Array, "b *spatial co"]:
         ndim = v.ndim - 2
         if len(self.modes) != ndim:
-            raise ValueError(f"modes {tuple(self.modes)} given for a {ndim}-D input of shape {v.shape}")
+            raise ValueError(
+                f"modes {tuple(self.modes)} given for a {ndim}-D input of shape {v.shape}"
+            )
         c_in = v.shape[-1]
         wshape = (*[2 * m for m in self.modes[:-1]], self.modes[-1], c_in, self.out_channels)
         scale = 1.0 / (c_in * self.out_channels)
@@ -64,7 +64,10 @@ class SpectralConv(nn.Module):
         spatial = v.shape[1:-1]
         axes = tuple(range(2, 2 + ndim))
         spec = jnp.fft.rfftn(jnp.moveaxis(v, -1, 1), axes=axes)
-        kept = [_kept_modes(n, m, last=i == ndim - 1) for i, (n, m) in enumerate(zip(spatial, self.modes))]
+        kept = [
+            _kept_modes(n, m, last=i == ndim - 1)
+            for i, (n, m) in enumerate(zip(spatial, self.modes, strict=True))
+        ]
         for i in range(ndim - 1):
             spec = _take_kept(spec, 2 + i, kept[i])
             weight = _take_kept(weight, i, kept[i], full=2 * self.modes[i])

@@ -1,7 +1,5 @@
 """PNG figures a person would rather look at than read: fields, errors, spectra, loss curves."""
 
-from __future__ import annotations
-
 from pathlib import Path
 
 import matplotlib
@@ -12,7 +10,11 @@ import numpy as np  # noqa: E402
 
 
 def plot_prediction(
-    path: str | Path, pred: np.ndarray, truth: np.ndarray, inputs: np.ndarray | None = None, title: str = ""
+    path: str | Path,
+    pred: np.ndarray,
+    truth: np.ndarray,
+    inputs: np.ndarray | None = None,
+    title: str = "",
 ) -> None:
     """Prediction / truth / error of one sample, channel 0; shapes (*spatial, c), 1D or 2D."""
     pred, truth = np.asarray(pred)[..., 0], np.asarray(truth)[..., 0]
@@ -30,9 +32,16 @@ def plot_prediction(
     elif pred.ndim == 2:
         fig, axes = plt.subplots(1, 3, figsize=(12, 3.8))
         lim = np.abs(truth).max()
-        for ax, data, name in zip(axes, (pred, truth, pred - truth), ("prediction", "truth", "error"), strict=True):
-            im = ax.imshow(data.T, origin="lower", cmap="RdBu_r", vmin=-lim if name != "error" else None,
-                           vmax=lim if name != "error" else None)
+        for ax, data, name in zip(
+            axes, (pred, truth, pred - truth), ("prediction", "truth", "error"), strict=True
+        ):
+            im = ax.imshow(
+                data.T,
+                origin="lower",
+                cmap="RdBu_r",
+                vmin=-lim if name != "error" else None,
+                vmax=lim if name != "error" else None,
+            )
             ax.set_title(name)
             fig.colorbar(im, ax=ax, shrink=0.8)
     else:
@@ -44,7 +53,9 @@ def plot_prediction(
     plt.close(fig)
 
 
-def plot_spectra(path: str | Path, spectra: dict[str, tuple[np.ndarray, np.ndarray]], title: str = "") -> None:
+def plot_spectra(
+    path: str | Path, spectra: dict[str, tuple[np.ndarray, np.ndarray]], title: str = ""
+) -> None:
     """Energy spectra E(k) on log-log axes, one line per entry of `spectra` (label -> (k, E))."""
     fig, ax = plt.subplots(figsize=(6, 4))
     for label, (k, energy) in spectra.items():

@@ -6,8 +6,6 @@ as JSON metadata plus orbax arrays: nothing is unpickled, and the model class mu
 `sciml` (its import path is checked before anything is imported).
 """
 
-from __future__ import annotations
-
 from pathlib import Path
 from typing import Any
 
@@ -36,14 +34,18 @@ def resolve(name_or_path: str | Path) -> tuple[Path, int]:
         path = SHIPPED / str(name_or_path)
     if not path.exists():
         names = ", ".join(available()) or "none"
-        raise CheckpointError(f"no checkpoint named or at {str(name_or_path)!r}; shipped names: {names}")
+        raise CheckpointError(
+            f"no checkpoint named or at {str(name_or_path)!r}; shipped names: {names}"
+        )
     if (path / "checkpoints").is_dir():
         path = path / "checkpoints"
     if (path / "metadata").is_dir() and path.name.isdigit():
         return path.parent, int(path.name)
     steps = steps_in(path)
     if not steps:
-        raise CheckpointError(f"{path} holds no finished checkpoint (an interrupted save leaves none)")
+        raise CheckpointError(
+            f"{path} holds no finished checkpoint (an interrupted save leaves none)"
+        )
     return path, best_step(path, steps)
 
 

@@ -62,7 +62,11 @@ def bench_ours(cfg, x: np.ndarray, y: np.ndarray, steps: int, repeats: int) -> d
 
     run(3)  # warm-up
     n_params = sum(p.size for p in jax.tree.leaves(params))
-    return {"step_s": _median_time(run, steps, repeats), "compile_s": compile_s, "params": int(n_params)}
+    return {
+        "step_s": _median_time(run, steps, repeats),
+        "compile_s": compile_s,
+        "params": int(n_params),
+    }
 
 
 def _torch_model(width: int, modes: int, n_layers: int, projection: int):
@@ -71,15 +75,25 @@ def _torch_model(width: int, modes: int, n_layers: int, projection: int):
     from torch import nn
 
     try:
-        from neuralop.models import FNO as NeuralopFNO
         import neuralop
+        from neuralop.models import FNO as NeuralopFNO
 
         model = NeuralopFNO(
-            n_modes=(2 * modes,), in_channels=1, out_channels=1, hidden_channels=width,
-            n_layers=n_layers, projection_channel_ratio=projection // width, lifting_channel_ratio=1,
-            use_channel_mlp=False, fno_skip="linear",
+            n_modes=(2 * modes,),
+            in_channels=1,
+            out_channels=1,
+            hidden_channels=width,
+            n_layers=n_layers,
+            projection_channel_ratio=projection // width,
+            lifting_channel_ratio=1,
+            use_channel_mlp=False,
+            fno_skip="linear",
         )
-        return model, f"neuraloperator {neuralop.__version__} FNO (torch {torch.__version__})", "channels_first"
+        return (
+            model,
+            f"neuraloperator {neuralop.__version__} FNO (torch {torch.__version__})",
+            "channels_first",
+        )
     except Exception:  # not installed, or an API of another version
         pass
 
@@ -101,18 +115,24 @@ def _torch_model(width: int, modes: int, n_layers: int, projection: int):
             self.lift = nn.Linear(2, width)
             self.spectral = nn.ModuleList([SpectralConv1d(width, modes) for _ in range(n_layers)])
             self.pointwise = nn.ModuleList([nn.Conv1d(width, width, 1) for _ in range(n_layers)])
-            self.proj = nn.Sequential(nn.Linear(width, projection), nn.GELU("tanh"), nn.Linear(projection, 1))
+            self.proj = nn.Sequential(
+                nn.Linear(width, projection), nn.GELU("tanh"), nn.Linear(projection, 1)
+            )
 
         def forward(self, x):  # x: (batch, n, 1), channels-last like ours
             grid = torch.linspace(0, 1, x.shape[1] + 1)[:-1].expand(x.shape[0], -1)[..., None]
             v = self.lift(torch.cat([x, grid], -1)).permute(0, 2, 1)
-            for i, (k, w) in enumerate(zip(self.spectral, self.pointwise)):
+            for i, (k, w) in enumerate(zip(self.spectral, self.pointwise, strict=True)):
                 v = k(v) + w(v)
                 if i < n_layers - 1:
                     v = nn.functional.gelu(v, approximate="tanh")
             return self.proj(v.permute(0, 2, 1))
 
-    return FNO1d(), f"plain PyTorch FNO-1D (torch {torch.__version__}; neuraloperator not installed)", "channels_last"
+    return (
+        FNO1d(),
+        f"plain PyTorch FNO-1D (torch {torch.__version__}; neuraloperator not installed)",
+        "channels_last",
+    )
 
 
 def bench_peer(cfg, x: np.ndarray, y: np.ndarray, steps: int, repeats: int) -> dict:
@@ -122,8 +142,12 @@ def bench_peer(cfg, x: np.ndarray, y: np.ndarray, steps: int, repeats: int) -> d
         return {"error": "PyTorch not installed: pip install -e .[bench]"}
     torch.manual_seed(0)
     m = cfg.model
-    model, name, layout = _torch_model(m["width"], m["modes"], m["n_layers"], m.get("projection_width", 128))
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
+    model, name, layout = _torch_model(
+        m["width"], m["modes"], m["n_layers"], m.get("projection_width", 128)
+    )
+    opt = torch.optim.AdamW(
+        model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay
+    )
     xt, yt = torch.tensor(x), torch.tensor(y)
     if layout == "channels_first":
         xt, yt = xt.permute(0, 2, 1).contiguous(), yt.permute(0, 2, 1).contiguous()
@@ -140,8 +164,12 @@ def bench_peer(cfg, x: np.ndarray, y: np.ndarray, steps: int, repeats: int) -> d
 
     run(3)
     n_params = sum(p.numel() * (2 if p.is_complex() else 1) for p in model.parameters())
-    return {"step_s": _median_time(run, steps, repeats), "name": name, "params": int(n_params),
-            "threads": torch.get_num_threads()}
+    return {
+        "step_s": _median_time(run, steps, repeats),
+        "name": name,
+        "params": int(n_params),
+        "threads": torch.get_num_threads(),
+    }
 
 
 def main() -> None:
@@ -158,13 +186,25 @@ def main() -> None:
 
     ours = bench_ours(cfg, x, y, args.steps, args.repeats)
     peer = bench_peer(cfg, x, y, args.steps, args.repeats)
-    case = f"fno1d_train_step_w{cfg.model['width']}_m{cfg.model['modes']}_n{n}_b{cfg.train.batch_size}"
-    line = {"case": case, "ours": ours["step_s"], "peer": peer.get("step_s"), "unit": "s/step",
-            "speedup": peer["step_s"] / ours["step_s"] if "step_s" in peer else None,
-            "ours_steps_per_s": 1 / ours["step_s"], "ours_compile_s": ours["compile_s"],
-            "ours_params": ours["params"], "peer_name": peer.get("name"), "peer_params": peer.get("params"),
-            "peer_error": peer.get("error"), "jax": jax.__version__, "optax": optax.__version__,
-            "device": jax.devices()[0].device_kind}
+    case = (
+        f"fno1d_train_step_w{cfg.model['width']}_m{cfg.model['modes']}_n{n}_b{cfg.train.batch_size}"
+    )
+    line = {
+        "case": case,
+        "ours": ours["step_s"],
+        "peer": peer.get("step_s"),
+        "unit": "s/step",
+        "speedup": peer["step_s"] / ours["step_s"] if "step_s" in peer else None,
+        "ours_steps_per_s": 1 / ours["step_s"],
+        "ours_compile_s": ours["compile_s"],
+        "ours_params": ours["params"],
+        "peer_name": peer.get("name"),
+        "peer_params": peer.get("params"),
+        "peer_error": peer.get("error"),
+        "jax": jax.__version__,
+        "optax": optax.__version__,
+        "device": jax.devices()[0].device_kind,
+    }
     print(json.dumps(line))
 
 

@@ -2,13 +2,19 @@
 
 import os
 
-os.environ["XLA_FLAGS"] = os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
+os.environ["XLA_FLAGS"] = (
+    os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
+)
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 from pathlib import Path  # noqa: E402
 
 import jax  # noqa: E402
 import pytest  # noqa: E402
+from jaxtyping import install_import_hook  # noqa: E402
+
+# Array annotations (jaxtyping shapes) are checked at run time in tests only.
+install_import_hook(["sciml"], "beartype.beartype")
 import yaml  # noqa: E402
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
@@ -22,17 +28,32 @@ TINY_CONFIG = {
     "data": {
         "path": "data/tiny_burgers",
         "generator": {
-            "type": "sciml.pde.BurgersDataset", "n_solve": 64, "resolution": 32, "dt": 0.01,
-            "t_final": 0.2, "n_snapshots": 3,
+            "type": "sciml.pde.BurgersDataset",
+            "n_solve": 64,
+            "resolution": 32,
+            "dt": 0.01,
+            "t_final": 0.2,
+            "n_snapshots": 3,
         },
-        "n_train": 32, "n_valid": 8, "n_test": 8, "dt_stride": 2,
+        "n_train": 32,
+        "n_valid": 8,
+        "n_test": 8,
+        "dt_stride": 2,
     },
     "model": {
-        "type": "sciml.operators.FNO", "out_channels": 1, "modes": 4, "width": 8, "n_layers": 2,
+        "type": "sciml.operators.FNO",
+        "out_channels": 1,
+        "modes": 4,
+        "width": 8,
+        "n_layers": 2,
         "projection_width": 16,
     },
     "train": {
-        "steps": 20, "batch_size": 8, "lr": 0.003, "log_every": 5, "eval_every": 10,
+        "steps": 20,
+        "batch_size": 8,
+        "lr": 0.003,
+        "log_every": 5,
+        "eval_every": 10,
         "checkpoint_every": 5,
     },
     "evaluate": {"batch_size": 8, "n_plots": 1},

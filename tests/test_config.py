@@ -7,8 +7,12 @@ from tests.conftest import REPO
 
 
 def test_quickstart_config_loads_with_overrides():
-    cfg = config.load(REPO / "configs/quickstart.yaml", ["train.steps=200", "model.width=32", "train.lr=3e-4"])
-    assert cfg.train.steps == 200 and cfg.model["width"] == 32 and cfg.train.lr == pytest.approx(3e-4)
+    cfg = config.load(
+        REPO / "configs/quickstart.yaml", ["train.steps=200", "model.width=32", "train.lr=3e-4"]
+    )
+    assert (
+        cfg.train.steps == 200 and cfg.model["width"] == 32 and cfg.train.lr == pytest.approx(3e-4)
+    )
 
 
 def test_dump_round_trips(tmp_path):
@@ -20,11 +24,17 @@ def test_dump_round_trips(tmp_path):
 @pytest.mark.parametrize(
     ("overrides", "expected"),
     [
-        (["train.stepz=3"], "unknown key 'train.stepz' (did you mean 'steps'?); valid keys here: steps"),
+        (
+            ["train.stepz=3"],
+            "unknown key 'train.stepz' (did you mean 'steps'?); valid keys here: steps",
+        ),
         (["bogus=1"], "unknown key 'bogus'"),
         (["train.steps=abc"], "train.steps: Input should be a valid integer"),
         (["train.steps=-5"], "train.steps: Input should be greater than or equal to 1"),
-        (["train.schedule=linear"], "train.schedule: Input should be 'constant', 'cosine' or 'warmup_cosine'"),
+        (
+            ["train.schedule=linear"],
+            "train.schedule: Input should be 'constant', 'cosine' or 'warmup_cosine'",
+        ),
         (["train.steps"], "must look like key.sub=value"),
         (["train.steps.x=1"], "'steps' is a value, not a section"),
     ],
@@ -36,7 +46,9 @@ def test_bad_overrides_name_the_key(overrides, expected):
 
 
 def test_missing_required_key(tmp_path):
-    (tmp_path / "c.yaml").write_text(yaml.safe_dump({"name": "x", "data": {"path": "d"}, "model": {}}))
+    (tmp_path / "c.yaml").write_text(
+        yaml.safe_dump({"name": "x", "data": {"path": "d"}, "model": {}})
+    )
     with pytest.raises(ConfigError, match="missing required key 'run_dir'"):
         config.load(tmp_path / "c.yaml")
 
@@ -64,7 +76,9 @@ def test_build_validates_component_fields():
         config.build({"type": "sciml.operators.FNO"}, "model")
 
 
-@pytest.mark.parametrize("path", ["os.system", "builtins.eval", "sciml.operators.Nope", None, "sciml.config.load"])
+@pytest.mark.parametrize(
+    "path", ["os.system", "builtins.eval", "sciml.operators.Nope", None, "sciml.config.load"]
+)
 def test_build_refuses_anything_but_sciml_components(path):
     with pytest.raises(ConfigError, match="model.type"):
         config.build({"type": path}, "model")

@@ -53,7 +53,10 @@ def test_well_round_trip_and_schema(tmp_path):
 
 def test_missing_field_names_the_available_ones(tmp_path):
     write_well(tmp_path / "a.hdf5", "demo", _trajectories())
-    with pytest.raises(DatasetError, match=r"field 'pressure' is missing; fields in this file: \['density', 'velocity'\]"):
+    with pytest.raises(
+        DatasetError,
+        match=r"field 'pressure' is missing; fields in this file: \['density', 'velocity'\]",
+    ):
         read_well(tmp_path / "a.hdf5", ["pressure"])
 
 
@@ -85,14 +88,20 @@ def test_stats_per_field_and_component():
     traj = _trajectories()
     stats = compute_stats(traj)
     assert np.isclose(stats["mean"]["density"], traj.fields["density"].mean(), rtol=1e-6)
-    assert np.allclose(stats["std"]["velocity"], traj.fields["velocity"].reshape(-1, 2).std(0), rtol=1e-6)
+    assert np.allclose(
+        stats["std"]["velocity"], traj.fields["velocity"].reshape(-1, 2).std(0), rtol=1e-6
+    )
     delta = np.diff(traj.fields["density"], axis=1)
-    assert np.isclose(stats["rms_delta"]["density"], np.sqrt((delta.astype(np.float64) ** 2).mean()), rtol=1e-6)
+    assert np.isclose(
+        stats["rms_delta"]["density"], np.sqrt((delta.astype(np.float64) ** 2).mean()), rtol=1e-6
+    )
 
 
 def test_windows_pick_the_right_frames():
     traj = _trajectories(n_traj=2, n_time=7)
-    ds = WindowDataset(traj, fields=["density", "velocity"], input_steps=2, output_steps=1, dt_stride=2)
+    ds = WindowDataset(
+        traj, fields=["density", "velocity"], input_steps=2, output_steps=1, dt_stride=2
+    )
     assert ds.windows_per_traj == 7 - 4 and len(ds) == 6 and ds.channels == 3
     x, y = ds[4]  # trajectory 1, start 1: inputs t = 1, 3; target t = 5
     rho, vel = traj.fields["density"][1], traj.fields["velocity"][1]
@@ -106,8 +115,12 @@ def test_normalisation_round_trips():
     traj = _trajectories()
     ds = WindowDataset(traj, stats=compute_stats(traj))
     x, y = ds.get_batch(np.arange(len(ds)))
-    assert abs(ds.frames[..., 0].mean()) < 1e-5 and np.isclose(ds.frames[..., 0].std(), 1, atol=1e-5)
-    np.testing.assert_allclose(ds.denormalize(y)[..., 0], traj.fields["density"][:, 1:].reshape(-1, 8, 4), atol=1e-5)
+    assert abs(ds.frames[..., 0].mean()) < 1e-5 and np.isclose(
+        ds.frames[..., 0].std(), 1, atol=1e-5
+    )
+    np.testing.assert_allclose(
+        ds.denormalize(y)[..., 0], traj.fields["density"][:, 1:].reshape(-1, 8, 4), atol=1e-5
+    )
 
 
 def test_too_long_window_is_a_clear_error():

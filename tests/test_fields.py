@@ -54,4 +54,6 @@ def test_energy_spectrum_obeys_parseval_and_is_resolution_independent(x64):
     k, e32 = fields.energy_spectrum(jnp.asarray(u32), ndim=2)
     _, e64 = fields.energy_spectrum(jnp.asarray(u64), ndim=2)
     assert np.isclose(e32.sum(), 0.5 * np.mean(u32**2), rtol=1e-12)
-    assert np.allclose(e32, e64[: len(e32)], atol=1e-14) and np.allclose(e64[len(e32) :], 0, atol=1e-14)
+    assert np.allclose(e32, e64[: len(e32)], atol=1e-14) and np.allclose(
+        e64[len(e32) :], 0, atol=1e-14
+    )

@@ -17,7 +17,12 @@ from sciml.errors import CheckpointError
 
 
 def _sciml(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "sciml.cli", *map(str, args)], capture_output=True, text=True, cwd=cwd)
+    return subprocess.run(
+        [sys.executable, "-m", "sciml.cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +83,10 @@ def test_shipped_checkpoints_load_by_name():
     assert "burgers1d_fno_quickstart" in names
     model, params, meta = pretrained.load("burgers1d_fno_quickstart")
     spec = meta["data"]
-    assert model.apply(params, jnp.zeros((1, *spec["spatial_shape"], spec["in_channels"]))).shape[-1] == spec["out_channels"]
+    assert (
+        model.apply(params, jnp.zeros((1, *spec["spatial_shape"], spec["in_channels"]))).shape[-1]
+        == spec["out_channels"]
+    )
     assert meta["metrics"]["valid_rel_l2"] < 0.05
     result = _sciml("pretrained", "list")
     assert "burgers1d_fno_quickstart" in result.stdout
@@ -117,12 +125,24 @@ def test_checkpoint_of_another_model_is_a_clear_error(trained_run, tmp_path):
 
 def test_user_errors_are_one_line(trained_run, tmp_path):
     cfg = trained_run / "tiny.yaml"
-    _one_line_error(_sciml("train", cfg, "train.stepz=3"), "unknown key 'train.stepz'", "valid keys here")
-    _one_line_error(_sciml("train", cfg, "train.steps=many"), "train.steps: Input should be a valid integer")
+    _one_line_error(
+        _sciml("train", cfg, "train.stepz=3"), "unknown key 'train.stepz'", "valid keys here"
+    )
+    _one_line_error(
+        _sciml("train", cfg, "train.steps=many"), "train.steps: Input should be a valid integer"
+    )
     _one_line_error(_sciml("train", tmp_path / "missing.yaml"), "not found")
-    _one_line_error(_sciml("train", cfg, "data.fields=[pressure]", f"run_dir={tmp_path}/r"), "field 'pressure' is missing")
-    _one_line_error(_sciml("train", cfg, "model.out_channels=3", f"run_dir={tmp_path}/r2"), "set model.out_channels=1")
-    _one_line_error(_sciml("evaluate", tmp_path / "nothing", "--out", tmp_path / "o"), "no checkpoint")
+    _one_line_error(
+        _sciml("train", cfg, "data.fields=[pressure]", f"run_dir={tmp_path}/r"),
+        "field 'pressure' is missing",
+    )
+    _one_line_error(
+        _sciml("train", cfg, "model.out_channels=3", f"run_dir={tmp_path}/r2"),
+        "set model.out_channels=1",
+    )
+    _one_line_error(
+        _sciml("evaluate", tmp_path / "nothing", "--out", tmp_path / "o"), "no checkpoint"
+    )
     _one_line_error(_sciml("pretrained", "show", "nope"), "shipped names")
 
 

@@ -7,7 +7,21 @@ from sciml.data.well import SPLITS, Trajectories, read_well, split_path, write_w
 from sciml.data.windows import WindowDataset
 
 __all__ = [
-    "DATA_AXIS", "SPLITS", "Generator", "Trajectories", "WindowDataset", "batch_indices",
-    "channel_stats", "compute_stats", "eval_batches", "generate_dataset", "read_stats",
-    "read_well", "shard_batch", "split_path", "train_batches", "write_stats", "write_well",
+    "DATA_AXIS",
+    "SPLITS",
+    "Generator",
+    "Trajectories",
+    "WindowDataset",
+    "batch_indices",
+    "channel_stats",
+    "compute_stats",
+    "eval_batches",
+    "generate_dataset",
+    "read_stats",
+    "read_well",
+    "shard_batch",
+    "split_path",
+    "train_batches",
+    "write_stats",
+    "write_well",
 ]

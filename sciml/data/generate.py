@@ -5,11 +5,9 @@ of sciml.pde provide them). Each split file is written atomically; an existing d
 only if it was made by the same generator spec, seed and sizes.
 """
 
-from __future__ import annotations
-
 import json
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import jax
 import numpy as np
@@ -20,6 +18,7 @@ from sciml.data.well import SPLITS, Trajectories, read_well, split_path, write_w
 from sciml.errors import DatasetError
 
 
+@runtime_checkable
 class Generator(Protocol):
     def generate(self, key: jax.Array, n_trajectories: int) -> Trajectories: ...
 
@@ -75,7 +74,9 @@ def is_generated(root: Path, name: str, provenance: dict, sizes: dict[str, int])
     return True
 
 
-def _generate_chunked(generator: Generator, key: jax.Array, n: int, chunk: int, desc: str) -> Trajectories:
+def _generate_chunked(
+    generator: Generator, key: jax.Array, n: int, chunk: int, desc: str
+) -> Trajectories:
     parts = []
     with tqdm(total=n, desc=desc, unit="traj", disable=None) as bar:
         for i, start in enumerate(range(0, n, chunk)):

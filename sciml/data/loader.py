@@ -5,8 +5,6 @@ The batch of step `s` is a pure function of (seed, s): each epoch is a fresh per
 batches an uninterrupted run would, and no loader state needs checkpointing.
 """
 
-from __future__ import annotations
-
 from collections.abc import Iterator
 
 import jax
@@ -26,7 +24,9 @@ def batch_indices(n: int, batch_size: int, seed: int, step: int) -> np.ndarray:
     E = n // batch_size batches per epoch (the remainder of each permutation is dropped).
     """
     if batch_size > n:
-        raise DatasetError(f"train.batch_size={batch_size} exceeds the {n} training samples; lower it")
+        raise DatasetError(
+            f"train.batch_size={batch_size} exceeds the {n} training samples; lower it"
+        )
     per_epoch = n // batch_size
     epoch, position = divmod(step, per_epoch)
     perm = np.random.default_rng([seed, epoch]).permutation(n)
@@ -63,7 +63,9 @@ def train_batches(
     """Endless sharded training batches from step `start_step` on."""
     step = start_step
     while True:
-        yield shard_batch(dataset.get_batch(batch_indices(len(dataset), batch_size, seed, step)), mesh)
+        yield shard_batch(
+            dataset.get_batch(batch_indices(len(dataset), batch_size, seed, step)), mesh
+        )
         step += 1
 
 

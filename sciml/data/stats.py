@@ -1,7 +1,5 @@
 """Normalisation statistics in The Well's ``stats.yaml`` format, and normalising with them."""
 
-from __future__ import annotations
-
 from pathlib import Path
 
 import numpy as np
@@ -56,7 +54,9 @@ def channel_stats(stats: dict, fields: list[str]) -> tuple[np.ndarray, np.ndarra
     means, stds = [], []
     for name in fields:
         if name not in stats["mean"]:
-            raise DatasetError(f"stats.yaml has no entry for field {name!r}; regenerate the dataset")
+            raise DatasetError(
+                f"stats.yaml has no entry for field {name!r}; regenerate the dataset"
+            )
         means.extend(np.atleast_1d(stats["mean"][name]))
         stds.extend(np.atleast_1d(stats["std"][name]))
     std = np.asarray(stds, dtype=np.float32)

@@ -6,8 +6,6 @@ parameters) and ``t0_fields/``, ``t1_fields/``, ``t2_fields/`` holding scalar, v
 fields shaped (trajectory, time, *space, [components]) in float32.
 """
 
-from __future__ import annotations
-
 import dataclasses
 import json
 import os
@@ -55,7 +53,9 @@ def split_path(root: str | Path, split: str, name: str) -> Path:
     return Path(root) / "data" / split / f"{name}.hdf5"
 
 
-def write_well(path: str | Path, name: str, traj: Trajectories, attrs: dict[str, Any] | None = None) -> None:
+def write_well(
+    path: str | Path, name: str, traj: Trajectories, attrs: dict[str, Any] | None = None
+) -> None:
     """Write `traj` to the Well-schema file `path` atomically (a temporary file, then a rename).
 
     `attrs` are extra root attributes (values JSON-encoded unless str/number).
@@ -85,8 +85,11 @@ def write_well(path: str | Path, name: str, traj: Trajectories, attrs: dict[str,
         for dim, bc_type in traj.boundary.items():
             group = bcs.create_group(f"{dim}_{bc_type.lower()}")
             group.attrs.update(
-                associated_dims=[dim], associated_fields=[], bc_type=bc_type.upper(),
-                sample_varying=False, time_varying=False,
+                associated_dims=[dim],
+                associated_fields=[],
+                bc_type=bc_type.upper(),
+                sample_varying=False,
+                time_varying=False,
             )
             mask = np.zeros(len(traj.coords[dim]), dtype=bool)
             mask[[0, -1]] = True
@@ -103,7 +106,9 @@ def write_well(path: str | Path, name: str, traj: Trajectories, attrs: dict[str,
         for field, array in traj.fields.items():
             group = groups[_FIELD_GROUPS[traj.tensor_order(field)]]
             group.attrs["field_names"] = [*group.attrs["field_names"], field]
-            ds = _dataset(group, field, array.astype(np.float32), sample_varying=True, time_varying=True)
+            ds = _dataset(
+                group, field, array.astype(np.float32), sample_varying=True, time_varying=True
+            )
             ds.attrs["dim_varying"] = [True] * traj.n_spatial_dims
     os.replace(tmp, path)
 
@@ -114,7 +119,9 @@ def _dataset(group: h5py.Group, name: str, data: np.ndarray, **flags: bool) -> h
     return ds
 
 
-def read_well(path: str | Path, fields: list[str] | None = None) -> tuple[Trajectories, dict[str, Any]]:
+def read_well(
+    path: str | Path, fields: list[str] | None = None
+) -> tuple[Trajectories, dict[str, Any]]:
     """Read a Well-schema file into `Trajectories` (only `fields` if given) and its root attributes.
 
     Raises:
@@ -123,7 +130,9 @@ def read_well(path: str | Path, fields: list[str] | None = None) -> tuple[Trajec
     """
     path = Path(path)
     if not path.is_file():
-        raise DatasetError(f"dataset file {path} not found; generate it with `sciml generate <config>`")
+        raise DatasetError(
+            f"dataset file {path} not found; generate it with `sciml generate <config>`"
+        )
     try:
         with h5py.File(path, "r") as f:
             return _read_open_file(f, path, fields)
@@ -133,7 +142,9 @@ def read_well(path: str | Path, fields: list[str] | None = None) -> tuple[Trajec
         ) from None
 
 
-def _read_open_file(f: h5py.File, path: Path, wanted: list[str] | None) -> tuple[Trajectories, dict]:
+def _read_open_file(
+    f: h5py.File, path: Path, wanted: list[str] | None
+) -> tuple[Trajectories, dict]:
     for group in ("dimensions", "boundary_conditions", "scalars", *_FIELD_GROUPS):
         if group not in f:
             raise DatasetError(f"{path} is not a Well-schema file: group {group!r} is missing")
@@ -146,7 +157,9 @@ def _read_open_file(f: h5py.File, path: Path, wanted: list[str] | None) -> tuple
     time = dims["time"][()]
 
     available = {
-        str(name): group for group in _FIELD_GROUPS for name in f[group].attrs.get("field_names", [])
+        str(name): group
+        for group in _FIELD_GROUPS
+        for name in f[group].attrs.get("field_names", [])
     }
     wanted = list(available) if wanted is None else wanted
     fields = {}
@@ -169,6 +182,8 @@ def _read_open_file(f: h5py.File, path: Path, wanted: list[str] | None) -> tuple
         str(g.attrs["associated_dims"][0]): str(g.attrs["bc_type"])
         for g in f["boundary_conditions"].values()
     }
-    scalars = {str(k): float(f["scalars"][k][()]) for k in f["scalars"].attrs.get("field_names", [])}
+    scalars = {
+        str(k): float(f["scalars"][k][()]) for k in f["scalars"].attrs.get("field_names", [])
+    }
     attrs = {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in f.attrs.items()}
     return Trajectories(fields, time, coords, boundary, scalars), attrs

@@ -1,7 +1,5 @@
 """Random-access (input, target) windows cut from trajectories, channels-last and normalised."""
 
-from __future__ import annotations
-
 import numpy as np
 
 from sciml.data.stats import channel_stats

@@ -7,7 +7,19 @@ from sciml.train.optim import make_optimizer, make_schedule
 from sciml.train.state import TrainState, make_train_step
 
 __all__ = [
-    "METRICS_FILE", "Checkpointer", "TrainState", "fit", "initialize_distributed", "make_mesh",
-    "make_optimizer", "make_schedule", "make_train_step", "read_metadata", "read_metrics",
-    "replicate", "restore_raw_state", "steps_in", "tree_equal",
+    "METRICS_FILE",
+    "Checkpointer",
+    "TrainState",
+    "fit",
+    "initialize_distributed",
+    "make_mesh",
+    "make_optimizer",
+    "make_schedule",
+    "make_train_step",
+    "read_metadata",
+    "read_metrics",
+    "replicate",
+    "restore_raw_state",
+    "steps_in",
+    "tree_equal",
 ]

@@ -6,8 +6,6 @@ with normalisation stats, package version, and the metrics of that step). The la
 are kept, plus the best one by `best_metric` (lower is better).
 """
 
-from __future__ import annotations
-
 import json
 import logging
 from pathlib import Path
@@ -27,16 +25,22 @@ class Checkpointer:
     def __init__(self, directory: str | Path, *, keep: int = 2, best_metric: str = "valid_rel_l2"):
         self.directory = Path(directory).absolute()
         self.best_metric = best_metric
-        policy = pp.AnyPreservationPolicy([
-            pp.LatestN(keep),
-            pp.BestN(get_metric_fn=lambda m: m[best_metric], reverse=True, n=1),
-        ])
+        policy = pp.AnyPreservationPolicy(
+            [
+                pp.LatestN(keep),
+                pp.BestN(get_metric_fn=lambda m: m[best_metric], reverse=True, n=1),
+            ]
+        )
         options = ocp.CheckpointManagerOptions(
-            preservation_policy=policy, cleanup_tmp_directories=True, enable_async_checkpointing=True
+            preservation_policy=policy,
+            cleanup_tmp_directories=True,
+            enable_async_checkpointing=True,
         )
         self.manager = ocp.CheckpointManager(self.directory, options=options)
 
-    def save(self, step: int, state: Any, metadata: dict, metrics: dict[str, float] | None = None) -> None:
+    def save(
+        self, step: int, state: Any, metadata: dict, metrics: dict[str, float] | None = None
+    ) -> None:
         """Start an asynchronous save of `state` at `step`; returns once arrays are copied off."""
         metrics = {k: float(v) for k, v in (metrics or {}).items()}
         self.manager.wait_until_finished()
@@ -112,7 +116,9 @@ def steps_in(directory: str | Path) -> list[int]:
     directory = Path(directory)
     if not directory.is_dir():
         return []
-    return sorted(int(p.name) for p in directory.iterdir() if p.name.isdigit() and (p / "metadata").is_dir())
+    return sorted(
+        int(p.name) for p in directory.iterdir() if p.name.isdigit() and (p / "metadata").is_dir()
+    )
 
 
 def _first_line(err: BaseException) -> str:

@@ -1,7 +1,5 @@
 """The fit loop: train steps, progress, JSON-lines metrics, evaluation, checkpoints, resume."""
 
-from __future__ import annotations
-
 import json
 import math
 import os
@@ -57,14 +55,18 @@ def fit(
         _truncate_metrics(run_dir / METRICS_FILE, start)
 
     t0, last_log = time.perf_counter(), (time.perf_counter(), start)
-    with tqdm(total=steps, initial=start, desc="train", unit="step", disable=None if primary else True) as bar:
+    with tqdm(
+        total=steps, initial=start, desc="train", unit="step", disable=None if primary else True
+    ) as bar:
         for step in range(start, steps):
             new_state, metrics = train_step(state, batch_for_step(step))
             loss = float(metrics["loss"])
             if not math.isfinite(loss):
                 checkpointer.wait()
                 good = checkpointer.latest_step()
-                where = f"step {good} in {checkpointer.directory}" if good is not None else "none yet"
+                where = (
+                    f"step {good} in {checkpointer.directory}" if good is not None else "none yet"
+                )
                 raise NonFiniteLossError(
                     f"loss became {loss} at step {step + 1}; last good checkpoint: {where}."
                     " Lower train.lr or set train.grad_clip, then run again (it resumes from there)"
@@ -85,7 +87,12 @@ def fit(
             if record and primary:
                 _append_metrics(run_dir / METRICS_FILE, {"step": done, **record})
             if save:
-                checkpointer.save(done, state, metadata, {k: v for k, v in record.items() if k.startswith("valid_")})
+                checkpointer.save(
+                    done,
+                    state,
+                    metadata,
+                    {k: v for k, v in record.items() if k.startswith("valid_")},
+                )
     checkpointer.wait()
     return state
 
@@ -115,11 +122,17 @@ def _truncate_metrics(path: Path, step: int) -> None:
 def read_metrics(run_dir: str | Path) -> list[dict]:
     """All records of ``run_dir/metrics.jsonl``."""
     path = Path(run_dir) / METRICS_FILE
-    return [json.loads(ln) for ln in path.read_text().splitlines() if ln.strip()] if path.exists() else []
+    return (
+        [json.loads(ln) for ln in path.read_text().splitlines() if ln.strip()]
+        if path.exists()
+        else []
+    )
 
 
 def tree_equal(a: Any, b: Any) -> bool:
     """Whether two pytrees have the same structure and bitwise-equal leaves."""
     la, ta = jax.tree.flatten(a)
     lb, tb = jax.tree.flatten(b)
-    return ta == tb and all(np.array_equal(np.asarray(x), np.asarray(y)) for x, y in zip(la, lb, strict=True))
+    return ta == tb and all(
+        np.array_equal(np.asarray(x), np.asarray(y)) for x, y in zip(la, lb, strict=True)
+    )

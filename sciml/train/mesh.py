@@ -1,7 +1,5 @@
 """Device mesh, replicated parameters, and multi-host start-up."""
 
-from __future__ import annotations
-
 import os
 
 import jax
@@ -14,7 +12,9 @@ from sciml.data.loader import DATA_AXIS
 def make_mesh(devices: list[jax.Device] | None = None) -> Mesh:
     """A 1-D mesh over all (global) devices with an explicit data axis."""
     devices = jax.devices() if devices is None else devices
-    return jax.make_mesh((len(devices),), (DATA_AXIS,), axis_types=(AxisType.Explicit,), devices=devices)
+    return jax.make_mesh(
+        (len(devices),), (DATA_AXIS,), axis_types=(AxisType.Explicit,), devices=devices
+    )
 
 
 def replicate(tree, mesh: Mesh):

@@ -1,7 +1,5 @@
 """Optimisers and learning-rate schedules built from a `TrainConfig`."""
 
-from __future__ import annotations
-
 import optax
 
 from sciml.config import TrainConfig
@@ -13,7 +11,9 @@ def make_schedule(cfg: TrainConfig) -> optax.Schedule:
         return optax.constant_schedule(cfg.lr)
     if cfg.schedule == "cosine":
         return optax.cosine_decay_schedule(cfg.lr, cfg.steps)
-    return optax.warmup_cosine_decay_schedule(0.0, cfg.lr, cfg.warmup_steps, max(cfg.steps, cfg.warmup_steps + 1))
+    return optax.warmup_cosine_decay_schedule(
+        0.0, cfg.lr, cfg.warmup_steps, max(cfg.steps, cfg.warmup_steps + 1)
+    )
 
 
 def make_optimizer(cfg: TrainConfig) -> optax.GradientTransformation:

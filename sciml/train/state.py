@@ -1,7 +1,5 @@
 """The train state pytree and the compiled train step."""
 
-from __future__ import annotations
-
 from collections.abc import Callable
 from typing import Any
 
@@ -26,16 +24,21 @@ class TrainState:
         rng: raw uint32 key data (plain arrays checkpoint everywhere; typed keys do not).
     """
 
+    # Leaves are typed loosely: pytree utilities rebuild the class with placeholder leaves.
     params: PyTree
     opt_state: PyTree
-    step: jax.Array
-    ema_params: PyTree | None
-    rng: jax.Array
+    step: PyTree
+    ema_params: PyTree
+    rng: PyTree
 
     @classmethod
     def create(
-        cls, params: PyTree, optimizer: optax.GradientTransformation, key: jax.Array, ema: bool = False
-    ) -> TrainState:
+        cls,
+        params: PyTree,
+        optimizer: optax.GradientTransformation,
+        key: jax.Array,
+        ema: bool = False,
+    ) -> "TrainState":
         return cls(
             params=params,
             opt_state=optimizer.init(params),
@@ -68,7 +71,9 @@ def make_train_step(
         ema = state.ema_params
         if ema is not None:
             ema = optax.incremental_update(params, ema, step_size=1.0 - ema_decay)
-        new_state = state.replace(params=params, opt_state=opt_state, step=state.step + 1, ema_params=ema)
+        new_state = state.replace(
+            params=params, opt_state=opt_state, step=state.step + 1, ema_params=ema
+        )
         return new_state, {"loss": loss, "grad_norm": optax.tree.norm(grads), **aux}
 
     return jax.jit(step)

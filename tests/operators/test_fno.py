@@ -2,10 +2,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from sciml.operators import FNO
 
 from sciml import fields
 from sciml.nn import SpectralConv
-from sciml.operators import FNO
 
 
 @pytest.mark.parametrize(
@@ -18,7 +18,12 @@ def test_fno_parameter_count_matches_the_formula(shape, modes, width, in_c, out_
     d = len(shape)
     m = np.prod((modes,) * d if isinstance(modes, int) else modes)
     c = in_c + d
-    expected = (c + 1) * width + 3 * (2**d * m * width**2 + width**2 + width) + (width + 1) * 24 + 25 * out_c
+    expected = (
+        (c + 1) * width
+        + 3 * (2**d * m * width**2 + width**2 + width)
+        + (width + 1) * 24
+        + 25 * out_c
+    )
     assert sum(p.size for p in jax.tree.leaves(params)) == expected
 
 
@@ -31,7 +36,10 @@ def test_spectral_conv_gives_the_same_function_at_two_resolutions(shape, x64):
     fine_shape = tuple(2 * n for n in shape)
     coords = np.meshgrid(*[fields.grid(n) for n in fine_shape], indexing="ij")
     u = sum(
-        rng.normal() * np.cos(2 * np.pi * sum(int(k) * x for k, x in zip(rng.integers(-3, 4, len(shape)), coords)))
+        rng.normal()
+        * np.cos(
+            2 * np.pi * sum(int(k) * x for k, x in zip(rng.integers(-3, 4, len(shape)), coords))
+        )
         for _ in range(5)
     )
     fine = jnp.asarray(np.stack([u, u**2 * 0 + 1.0], -1)[None])

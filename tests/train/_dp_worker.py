@@ -7,9 +7,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from jax.experimental import multihost_utils
+from sciml.operators import FNO
 
 from sciml.data import shard_batch
-from sciml.operators import FNO
 from sciml.train import TrainState, initialize_distributed, make_mesh, make_train_step, replicate
 
 
@@ -39,6 +39,8 @@ if __name__ == "__main__":
     params, loss = run()
     assert jax.device_count() == 2 * jax.local_device_count()
     if jax.process_index() == 0:
-        flat = {jax.tree_util.keystr(k): v for k, v in jax.tree_util.tree_flatten_with_path(params)[0]}
+        flat = {
+            jax.tree_util.keystr(k): v for k, v in jax.tree_util.tree_flatten_with_path(params)[0]
+        }
         np.savez(sys.argv[1], loss=loss, **flat)
     jax.distributed.shutdown()

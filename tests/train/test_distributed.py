@@ -32,14 +32,22 @@ def test_two_processes_match_one(tmp_path: Path):
             "JAX_PROCESS_ID": str(rank),
             "PYTHONPATH": str(REPO),
         }
-        procs.append(subprocess.Popen(
-            [sys.executable, "-m", "tests.train._dp_worker", str(out)], env=env, cwd=REPO,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        ))
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "tests.train._dp_worker", str(out)],
+                env=env,
+                cwd=REPO,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+        )
     logs = [p.communicate(timeout=240)[0] for p in procs]
     assert all(p.returncode == 0 for p in procs), "\n".join(log[-3000:] for log in logs)
 
-    params, loss = run(devices=jax.devices()[:4])  # one process, the same 4-device global batch split
+    params, loss = run(
+        devices=jax.devices()[:4]
+    )  # one process, the same 4-device global batch split
     got = np.load(out)
     assert np.isclose(got["loss"], loss, rtol=1e-5)
     flat = {jax.tree_util.keystr(k): v for k, v in jax.tree_util.tree_flatten_with_path(params)[0]}

@@ -20,24 +20,37 @@ def _train_cmd(config, *overrides):
 @pytest.mark.slow
 def test_killed_run_resumes_to_identical_parameters(tiny_config, tmp_path):
     steps = 40
-    common = [f"train.steps={steps}", "train.checkpoint_every=4", "train.log_every=1", "train.eval_every=8"]
+    common = [
+        f"train.steps={steps}",
+        "train.checkpoint_every=4",
+        "train.log_every=1",
+        "train.eval_every=8",
+    ]
     reference = tmp_path / "reference"
-    subprocess.run(_train_cmd(tiny_config, f"run_dir={reference}", *common), check=True, capture_output=True)
+    subprocess.run(
+        _train_cmd(tiny_config, f"run_dir={reference}", *common), check=True, capture_output=True
+    )
 
     resumed = tmp_path / "resumed"
     kill_at = int(np.random.default_rng(int(time.time())).integers(6, steps - 4))
-    proc = subprocess.Popen(_train_cmd(tiny_config, f"run_dir={resumed}", *common), stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        _train_cmd(tiny_config, f"run_dir={resumed}", *common), stderr=subprocess.PIPE
+    )
     deadline = time.time() + 120
     while time.time() < deadline and proc.poll() is None:
         records = read_metrics(resumed) if (resumed / "metrics.jsonl").exists() else []
         if records and records[-1]["step"] >= kill_at:
             break
         time.sleep(0.02)
-    assert proc.poll() is None, f"run ended before the kill at step {kill_at}: {proc.stderr.read()[-2000:]}"
+    assert proc.poll() is None, (
+        f"run ended before the kill at step {kill_at}: {proc.stderr.read()[-2000:]}"
+    )
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
 
-    done = subprocess.run(_train_cmd(tiny_config, f"run_dir={resumed}", *common), capture_output=True, text=True)
+    done = subprocess.run(
+        _train_cmd(tiny_config, f"run_dir={resumed}", *common), capture_output=True, text=True
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     a = restore_raw_state(reference / "checkpoints", steps)
     b = restore_raw_state(resumed / "checkpoints", steps)

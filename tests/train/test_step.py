@@ -3,10 +3,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from sciml.operators import FNO
 
 from sciml.data import shard_batch
 from sciml.errors import NonFiniteLossError
-from sciml.operators import FNO
 from sciml.train import Checkpointer, TrainState, fit, make_mesh, make_train_step, replicate
 
 
@@ -49,7 +49,10 @@ def test_ema_follows_its_definition():
     state = TrainState.create(params, opt, jax.random.key(1), ema=True)
     new, _ = make_train_step(loss_fn, opt, ema_decay=0.9)(state, batch)
     expected = jax.tree.map(lambda e, p: 0.9 * e + 0.1 * p, state.ema_params, new.params)
-    assert all(np.allclose(a, b, rtol=1e-6) for a, b in zip(jax.tree.leaves(expected), jax.tree.leaves(new.ema_params)))
+    assert all(
+        np.allclose(a, b, rtol=1e-6)
+        for a, b in zip(jax.tree.leaves(expected), jax.tree.leaves(new.ema_params))
+    )
 
 
 def test_data_parallel_step_on_8_devices_equals_one_device():
@@ -79,12 +82,22 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
     state = TrainState.create(params, opt, jax.random.key(1))
     bad = np.full_like(x, np.nan)
     checkpointer = Checkpointer(tmp_path / "ckpt")
-    with pytest.raises(NonFiniteLossError, match=r"loss became nan at step 8; last good checkpoint: step 6"):
+    with pytest.raises(
+        NonFiniteLossError, match=r"loss became nan at step 8; last good checkpoint: step 6"
+    ):
         fit(
-            state, make_train_step(loss_fn, opt), lambda s: (bad if s == 7 else x, y),
-            steps=20, run_dir=tmp_path, checkpointer=checkpointer, metadata={}, checkpoint_every=3,
+            state,
+            make_train_step(loss_fn, opt),
+            lambda s: (bad if s == 7 else x, y),
+            steps=20,
+            run_dir=tmp_path,
+            checkpointer=checkpointer,
+            metadata={},
+            checkpoint_every=3,
         )
     assert checkpointer.latest_step() == 6
     restored = checkpointer.restore(6, state)
-    assert int(restored.step) == 6 and all(np.isfinite(leaf).all() for leaf in jax.tree.leaves(restored.params))
+    assert int(restored.step) == 6 and all(
+        np.isfinite(leaf).all() for leaf in jax.tree.leaves(restored.params)
+    )
     checkpointer.close()
