@@ -19,7 +19,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     # orbax's event-loop thread reports an aborted read of a corrupt checkpoint as an "exception
     # ignored" after we have raised a clear error; keep it out of the user's one-line message.
-    sys.unraisablehook = lambda info: logging.getLogger("sciml").debug("ignored: %s", info.exc_value)
+    sys.unraisablehook = lambda info: logging.getLogger("sciml").debug(
+        "ignored: %s", info.exc_value
+    )
     try:
         return args.func(args) or 0
     except SciMLError as err:

@@ -95,7 +95,9 @@ def spectral_derivative(
     return jnp.fft.irfft(spec * multiplier, n=n, axis=ax).astype(u.dtype)
 
 
-def energy_spectrum(u: Float[Array, "*batch_and_space c"], ndim: int) -> tuple[np.ndarray, np.ndarray]:
+def energy_spectrum(
+    u: Float[Array, "*batch_and_space c"], ndim: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Shell-averaged energy spectrum ``E(k) = sum_{|kappa| in shell k} |u_hat(kappa)|^2 / 2``.
 
     Shells are integer radii of the integer wavevector, k = 0..max(n)//2; the energy is summed over
