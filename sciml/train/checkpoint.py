@@ -57,15 +57,6 @@ class Checkpointer:
     def latest_step(self) -> int | None:
         return self.manager.latest_step()
 
-    def best_step(self) -> int | None:
-        """The kept step with the lowest `best_metric` (the latest step if none has it)."""
-        scored = []
-        for step in self.manager.all_steps():
-            value = read_metadata(self.directory, step)["metrics"].get(self.best_metric)
-            if value is not None:
-                scored.append((value, step))
-        return min(scored)[1] if scored else self.latest_step()
-
     def restore(self, step: int, target: Any) -> Any:
         """Restore the state saved at `step` into the structure, shapes and shardings of `target`."""
         try:
