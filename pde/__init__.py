@@ -1,14 +1,47 @@
-"""PDE solvers and data generators (sciml.pde)."""
+"""PDE solvers and data generators (sciml.pde).
 
-from sciml.pde.burgers import Burgers1D, BurgersDataset
-from sciml.pde.etdrk import ETDRK4Coefficients, etdrk4_coefficients, etdrk4_step
+Periodic problems ``u_t = L u + N(u)`` are `SpectralProblem` subclasses stepped by ETDRK1-4:
+`Advection`, `Diffusion`, `AdvectionDiffusion`, `Dispersion`, `Burgers`, `KdV`,
+`KuramotoSivashinsky`, `AllenCahn`, `CahnHilliard`, `FisherKPP`, `GrayScott`, `SwiftHohenberg`,
+`NavierStokes2D`.
+"""
+
+from sciml.pde.burgers import BurgersDataset
+from sciml.pde.etdrk import ETDRKCoefficients, etdrk_coefficients, etdrk_step
 from sciml.pde.initial_conditions import gaussian_random_field
+from sciml.pde.linear import Advection, AdvectionDiffusion, Diffusion, Dispersion
+from sciml.pde.navier_stokes import NavierStokes2D
+from sciml.pde.nonlinear import (
+    AllenCahn,
+    Burgers,
+    CahnHilliard,
+    FisherKPP,
+    GrayScott,
+    KdV,
+    KuramotoSivashinsky,
+    SwiftHohenberg,
+)
+from sciml.pde.spectral import SpectralGrid, SpectralProblem
 
 __all__ = [
-    "Burgers1D",
+    "Advection",
+    "AdvectionDiffusion",
+    "AllenCahn",
+    "Burgers",
     "BurgersDataset",
-    "ETDRK4Coefficients",
-    "etdrk4_coefficients",
-    "etdrk4_step",
+    "CahnHilliard",
+    "Diffusion",
+    "Dispersion",
+    "ETDRKCoefficients",
+    "FisherKPP",
+    "GrayScott",
+    "KdV",
+    "KuramotoSivashinsky",
+    "NavierStokes2D",
+    "SpectralGrid",
+    "SpectralProblem",
+    "SwiftHohenberg",
+    "etdrk_coefficients",
+    "etdrk_step",
     "gaussian_random_field",
 ]

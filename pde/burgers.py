@@ -1,70 +1,23 @@
-"""Viscous Burgers equation ``u_t + u u_x = nu u_xx`` on a periodic interval, by ETDRK4.
-
-Pseudo-spectral in space (2/3-rule dealiasing of the quadratic term), ETDRK4 in time. This is the
-quickstart's data generator; the full generator suite builds on the same pieces.
-"""
+"""The quickstart's data: FNO-paper Burgers trajectories u0 -> u(t)."""
 
 import dataclasses
 
 import jax
-import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Float
-from sciml.pde.etdrk import etdrk4_coefficients, etdrk4_step
+from jaxtyping import Array
 from sciml.pde.initial_conditions import gaussian_random_field
+from sciml.pde.nonlinear import Burgers
 
 from sciml.data import Trajectories
-from sciml.fields import grid, spectral_resample, wavenumbers
-
-
-@dataclasses.dataclass(frozen=True)
-class Burgers1D:
-    """Burgers on [0, length) with `n` points, stepped by ETDRK4 with step `dt`."""
-
-    n: int = 512
-    viscosity: float = 0.1
-    length: float = 1.0
-    dt: float = 1e-3
-
-    def step_fn(self, dtype=jnp.float32):
-        """A pure ``step(u) -> u after dt`` on one (n,) field, jit- and vmap-able."""
-        k = wavenumbers(self.n, self.length, real=True)
-        coeffs = etdrk4_coefficients(-self.viscosity * k**2, self.dt, dtype=_complex(dtype))
-        dealias = jnp.asarray(np.abs(k) < (2 / 3) * np.abs(k).max(), dtype=dtype)
-        minus_half_ik = jnp.asarray(-0.5j * k, dtype=_complex(dtype)) * dealias
-
-        def nonlinear(v_hat: Array) -> Array:
-            u = jnp.fft.irfft(v_hat * dealias, n=self.n)
-            return minus_half_ik * jnp.fft.rfft(u * u)
-
-        def step(u: Float[Array, " n"]) -> Float[Array, " n"]:
-            v = etdrk4_step(jnp.fft.rfft(u), coeffs, nonlinear)
-            return jnp.fft.irfft(v, n=self.n).astype(dtype)
-
-        return step
-
-    def rollout(self, u0: Float[Array, " n"], n_steps: int, save_every: int) -> Float[Array, "t n"]:
-        """States at steps 0, save_every, ..., n_steps (n_steps must be a multiple of save_every)."""
-        step = self.step_fn(u0.dtype)
-
-        def advance(u, _):
-            u = jax.lax.fori_loop(0, save_every, lambda _, v: step(v), u)
-            return u, u
-
-        _, saved = jax.lax.scan(advance, u0, None, length=n_steps // save_every)
-        return jnp.concatenate([u0[None], saved])
-
-
-def _complex(dtype) -> np.dtype:
-    return np.dtype(np.complex128 if jnp.dtype(dtype) == jnp.float64 else np.complex64)
+from sciml.fields import grid, spectral_resample
 
 
 @dataclasses.dataclass(frozen=True)
 class BurgersDataset:
-    """FNO-paper Burgers data: u0 ~ N(0, 625 (-Lap + 25 I)^-2) on [0, 1), nu = 0.1, u0 -> u(t).
+    """Burgers on [0, 1) with u0 ~ N(0, sigma^2 (-Lap + tau^2 I)^-alpha) (FNO paper: 625, 5, 2).
 
-    Solved at `n_solve` points with step `dt`, stored at `resolution` points (spectral resampling)
-    at `n_snapshots` equally spaced times from 0 to `t_final`.
+    Solved by ETDRK4 at `n_solve` points with step `dt`, stored at `resolution` points (spectral
+    resampling) at `n_snapshots` equally spaced times from 0 to `t_final`.
     """
 
     viscosity: float = 0.1
@@ -97,12 +50,13 @@ class BurgersDataset:
 
     @jax.jit(static_argnums=(0, 2))
     def _solve(self, key: Array, n_trajectories: int) -> Array:
-        solver = Burgers1D(n=self.n_solve, viscosity=self.viscosity, dt=self.dt)
+        solver = Burgers(shape=(self.n_solve,), length=1.0, viscosity=self.viscosity, dt=self.dt)
         u0 = jax.vmap(
             lambda k: gaussian_random_field(
                 k, (self.n_solve,), sigma=self.grf_sigma, tau=self.grf_tau, alpha=self.grf_alpha
             )
         )(jax.random.split(key, n_trajectories))
         n_steps = round(self.t_final / self.dt)
-        traj = jax.vmap(lambda u: solver.rollout(u, n_steps, n_steps // (self.n_snapshots - 1)))(u0)
-        return spectral_resample(traj[..., None], self.resolution)[..., 0]
+        save_every = n_steps // (self.n_snapshots - 1)
+        traj = jax.vmap(lambda u: solver.rollout(u[:, None], n_steps, save_every))(u0)
+        return spectral_resample(traj, self.resolution)[..., 0]

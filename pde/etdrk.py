@@ -1,6 +1,6 @@
-"""Exponential time differencing Runge-Kutta (Cox-Matthews ETDRK4) for diagonal linear operators.
+"""Exponential time differencing Runge-Kutta schemes (Cox-Matthews ETDRK1-4) for diagonal L.
 
-For ``v_t = L v + N(v)`` in Fourier space, with L diagonal. The phi-function coefficients are
+For ``v_t = L v + N(v)`` in Fourier space with L diagonal. The phi-function coefficients are
 evaluated by the Kassam-Trefethen contour integral on a full circle around each ``z = dt * L`` and
 kept **complex**: dropping their imaginary part silently degrades the scheme to first order when L
 has odd derivatives (advection, dispersion).
@@ -13,50 +13,81 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Complex
 
+ORDERS = (1, 2, 3, 4)
 
-class ETDRK4Coefficients(NamedTuple):
-    """Per-mode coefficients of one ETDRK4 step, each shaped like the linear operator."""
 
+class ETDRKCoefficients(NamedTuple):
+    """Per-mode coefficients of one ETDRK step, each shaped like the linear operator.
+
+    ``exp_full = e^z``, ``exp_half = e^(z/2)``, and ``phi`` holds the dt-scaled weights of the
+    stage nonlinearities, whose meaning depends on `order` (see `etdrk_step`).
+    """
+
+    order: int
     exp_full: Array
     exp_half: Array
-    q: Array
-    f1: Array
-    f2: Array
-    f3: Array
+    phi: tuple[Array, ...]
 
 
-def etdrk4_coefficients(
-    linear: np.ndarray, dt: float, n_contour: int = 32, dtype=jnp.complex64
-) -> ETDRK4Coefficients:
-    """ETDRK4 coefficients for the diagonal operator `linear` (any shape) and step `dt`.
+def _contour_mean(z: np.ndarray, fn: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    return np.mean(fn(z), axis=-1)
 
-    Computed in complex128 with `n_contour` points on the unit circle around each ``dt * L``
-    (the means of the phi-function integrands), then cast to `dtype`.
+
+def etdrk_coefficients(
+    linear: np.ndarray, dt: float, order: int = 4, n_contour: int = 32, dtype=np.complex64
+) -> ETDRKCoefficients:
+    """ETDRK coefficients of `order` for the diagonal operator `linear` (any shape) and step `dt`.
+
+    Computed in complex128 as means over `n_contour` points on the unit circle around each
+    ``dt * L`` (which removes the cancellation of the phi functions near z = 0), then cast.
     """
-    z = dt * np.asarray(linear, dtype=np.complex128)[..., None]
-    z = z + np.exp(2j * np.pi * (np.arange(1, n_contour + 1) - 0.5) / n_contour)
+    if order not in ORDERS:
+        raise ValueError(f"ETDRK order must be one of {ORDERS}, got {order}")
+    lin = dt * np.asarray(linear, dtype=np.complex128)
+    z = lin[..., None] + np.exp(2j * np.pi * (np.arange(1, n_contour + 1) - 0.5) / n_contour)
     ez = np.exp(z)
-    q = dt * np.mean((np.exp(z / 2) - 1) / z, axis=-1)
-    f1 = dt * np.mean((-4 - z + ez * (4 - 3 * z + z**2)) / z**3, axis=-1)
-    f2 = dt * np.mean((2 + z + ez * (z - 2)) / z**3, axis=-1)
-    f3 = dt * np.mean((-4 - 3 * z - z**2 + ez * (4 - z)) / z**3, axis=-1)
-    lin_dt = dt * np.asarray(linear, dtype=np.complex128)
-    arrays = (np.exp(lin_dt), np.exp(lin_dt / 2), q, f1, f2, f3)
-    return ETDRK4Coefficients(*(jnp.asarray(a, dtype=dtype) for a in arrays))
+    if order == 1:
+        phi = (dt * _contour_mean(z, lambda z: (np.exp(z) - 1) / z),)
+    elif order == 2:
+        phi = (
+            dt * _contour_mean(z, lambda z: (np.exp(z) - 1) / z),
+            dt * _contour_mean(z, lambda z: (np.exp(z) - 1 - z) / z**2),
+        )
+    else:
+        half = dt * _contour_mean(z, lambda z: (np.exp(z / 2) - 1) / z)
+        f1 = dt * np.mean((-4 - z + ez * (4 - 3 * z + z**2)) / z**3, axis=-1)
+        f2 = dt * np.mean((2 + z + ez * (z - 2)) / z**3, axis=-1)
+        f3 = dt * np.mean((-4 - 3 * z - z**2 + ez * (4 - z)) / z**3, axis=-1)
+        full = dt * _contour_mean(z, lambda z: (np.exp(z) - 1) / z)
+        phi = (half, f1, f2, f3, full)
+    return ETDRKCoefficients(
+        order,
+        jnp.asarray(np.exp(lin), dtype=dtype),
+        jnp.asarray(np.exp(lin / 2), dtype=dtype),
+        tuple(jnp.asarray(p, dtype=dtype) for p in phi),
+    )
 
 
-def etdrk4_step(
-    v: Complex[Array, "*modes"],
-    coeffs: ETDRK4Coefficients,
-    nonlinear: Callable[[Array], Array],
+def etdrk_step(
+    v: Complex[Array, "*modes"], c: ETDRKCoefficients, nonlinear: Callable[[Array], Array]
 ) -> Complex[Array, "*modes"]:
-    """One Cox-Matthews ETDRK4 step of ``v_t = L v + N(v)`` on Fourier coefficients `v`."""
-    c = coeffs
+    """One Cox-Matthews ETDRK step of ``v_t = L v + N(v)`` on Fourier coefficients `v`.
+
+    Orders: 1 exponential Euler; 2 ETDRK2; 3 ETDRK3 (stages at dt/2 and dt); 4 ETDRK4.
+    """
     nv = nonlinear(v)
-    a = c.exp_half * v + c.q * nv
+    if c.order == 1:
+        return c.exp_full * v + c.phi[0] * nv
+    if c.order == 2:
+        a = c.exp_full * v + c.phi[0] * nv
+        return a + c.phi[1] * (nonlinear(a) - nv)
+    half, f1, f2, f3, full = c.phi
+    a = c.exp_half * v + half * nv
     na = nonlinear(a)
-    b = c.exp_half * v + c.q * na
+    if c.order == 3:
+        b = c.exp_full * v + full * (2 * na - nv)
+        return c.exp_full * v + f1 * nv + 4 * f2 * na + f3 * nonlinear(b)
+    b = c.exp_half * v + half * na
     nb = nonlinear(b)
-    cc = c.exp_half * a + c.q * (2 * nb - nv)
-    nc = nonlinear(cc)
-    return c.exp_full * v + c.f1 * nv + 2 * c.f2 * (na + nb) + c.f3 * nc
+    cc = c.exp_half * a + half * (2 * nb - nv)
+    return c.exp_full * v + f1 * nv + 2 * f2 * (na + nb) + f3 * nonlinear(cc)
