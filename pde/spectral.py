@@ -50,7 +50,7 @@ class SpectralGrid:
     def dealias_mask(self) -> np.ndarray:
         """True on the modes kept by the dealiasing rule (|k_d| < fraction * k_max per axis)."""
         mask = np.ones((), dtype=bool)
-        for d, (n, k) in enumerate(zip(self.shape, self.wavenumbers(), strict=True)):
+        for n, k in zip(self.shape, self.wavenumbers(), strict=True):
             integer = np.abs(k) * self.length / (2 * np.pi)
             mask = mask & (integer < self.dealias_fraction * (n // 2) + 1e-9)
         return mask
