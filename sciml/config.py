@@ -32,6 +32,8 @@ class DataConfig(_Strict):
 
     path: str
     generator: dict[str, Any] | None = None
+    resolutions: list[int] | None = None  # extra grids stored from the same solve, in <path>/res<N>
+    chunk: int = Field(64, ge=1)  # trajectories generated per chunk (a resumable unit)
     n_train: int = Field(512, ge=1)
     n_valid: int = Field(64, ge=1)
     n_test: int = Field(64, ge=1)

@@ -62,7 +62,14 @@ def prepare_data(cfg: ExperimentConfig) -> Path:
     generator = config_lib.build(cfg.data.generator, where="data.generator")
     sizes = {"train": cfg.data.n_train, "valid": cfg.data.n_valid, "test": cfg.data.n_test}
     return generate_dataset(
-        generator, cfg.data.generator, root, name=dataset_name(cfg.data), sizes=sizes, seed=cfg.seed
+        generator,
+        cfg.data.generator,
+        root,
+        name=dataset_name(cfg.data),
+        sizes=sizes,
+        seed=cfg.seed,
+        chunk=cfg.data.chunk,
+        resolutions=cfg.data.resolutions,
     )
 
 

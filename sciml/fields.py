@@ -21,13 +21,13 @@ def wavenumbers(n: int, length: float = 1.0, real: bool = False) -> np.ndarray:
     return 2 * np.pi * freqs / length
 
 
-def _spatial_axes(u: Array, ndim: int) -> tuple[int, ...]:
+def _spatial_axes(u: Array | np.ndarray, ndim: int) -> tuple[int, ...]:
     if u.ndim < ndim + 1:
         raise ValueError(f"expected (..., {ndim} spatial axes, channels), got shape {u.shape}")
     return tuple(range(u.ndim - 1 - ndim, u.ndim - 1))
 
 
-def _resample_axis(u: Array, axis: int, n_out: int) -> Array:
+def _resample_axis(u: Array | np.ndarray, axis: int, n_out: int) -> Array:
     """Band-limited resampling of one periodic axis by truncating or zero-padding its spectrum.
 
     Down-sampling drops every mode the new grid cannot hold, its Nyquist mode included, so nothing
@@ -52,7 +52,7 @@ def _resample_axis(u: Array, axis: int, n_out: int) -> Array:
 
 
 def spectral_resample(
-    u: Float[Array, "*batch_and_space c"], shape: tuple[int, ...] | int
+    u: Float[Array | np.ndarray, "*batch_and_space c"], shape: tuple[int, ...] | int
 ) -> Float[Array, "*batch_and_new_space c"]:
     """Resample a periodic channels-last field onto a grid of `shape` by Fourier truncation/padding.
 
@@ -71,7 +71,7 @@ def spectral_resample(
 
 
 def spectral_derivative(
-    u: Float[Array, "*batch_and_space c"], axis: int, ndim: int, order: int = 1, length: float = 1.0
+    u: Float[Array | np.ndarray, "*batch_and_space c"], axis: int, ndim: int, order: int = 1, length: float = 1.0
 ) -> Float[Array, "*batch_and_space c"]:
     """``d^order u / dx_axis^order`` of a periodic field, exact for band-limited fields.
 
@@ -96,7 +96,7 @@ def spectral_derivative(
 
 
 def energy_spectrum(
-    u: Float[Array, "*batch_and_space c"], ndim: int
+    u: Float[Array | np.ndarray, "*batch_and_space c"], ndim: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """Shell-averaged energy spectrum ``E(k) = sum_{|kappa| in shell k} |u_hat(kappa)|^2 / 2``.
 

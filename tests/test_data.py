@@ -12,11 +12,14 @@ from sciml.data import (
     generate_dataset,
     read_stats,
     read_well,
+    resolution_root,
     shard_batch,
     split_path,
     write_well,
 )
 from sciml.errors import DatasetError
+from sciml.fields import spectral_resample
+from sciml.pde import BurgersDataset
 from sciml.train import make_mesh
 
 
@@ -179,3 +182,66 @@ def test_generation_is_reused_resumed_and_guarded(tmp_path):
 
     with pytest.raises(DatasetError, match="made with different settings"):
         generate_dataset(gen, spec, tmp_path, name="demo", sizes=sizes, seed=1, chunk=2)
+
+
+class _FailingGenerator(_CountingGenerator):
+    """Raises on its `fail_at`-th call, as an interrupted run would stop."""
+
+    def __init__(self, fail_at):
+        self.fail_at, self.n_calls = fail_at, 0
+
+    def generate(self, key, n):
+        self.n_calls += 1
+        if self.n_calls == self.fail_at:
+            raise KeyboardInterrupt
+        return super().generate(key, n)
+
+
+def test_interrupted_generation_resumes_to_identical_files(tmp_path):
+    sizes = {"train": 9, "valid": 2, "test": 2}
+    spec = {"type": "demo"}
+    generate_dataset(
+        _CountingGenerator(), spec, tmp_path / "a", name="d", sizes=sizes, seed=0, chunk=2
+    )
+    with pytest.raises(KeyboardInterrupt):  # stops inside the train split, after 3 of 5 chunks
+        generate_dataset(
+            _FailingGenerator(4), spec, tmp_path / "b", name="d", sizes=sizes, seed=0, chunk=2
+        )
+    partial = split_path(tmp_path / "b", "train", "d").with_name("d.hdf5.partial")
+    assert partial.exists() and not split_path(tmp_path / "b", "train", "d").exists()
+    with h5py.File(partial) as f:
+        assert f.attrs["sciml_chunks_done"] == 3
+    resumed = _FailingGenerator(fail_at=-1)
+    generate_dataset(resumed, spec, tmp_path / "b", name="d", sizes=sizes, seed=0, chunk=2)
+    assert resumed.n_calls == 2 + 1 + 1  # the 2 missing train chunks, then valid and test
+    for split in SPLITS:
+        a = read_well(split_path(tmp_path / "a", split, "d"))[0].fields["u"]
+        b = read_well(split_path(tmp_path / "b", split, "d"))[0].fields["u"]
+        assert np.array_equal(a, b)
+
+
+def test_a_corrupt_partial_file_is_discarded(tmp_path):
+    sizes = {"train": 4, "valid": 2, "test": 2}
+    path = split_path(tmp_path, "train", "d")
+    path.parent.mkdir(parents=True)
+    path.with_name("d.hdf5.partial").write_bytes(b"\x89HDF\r\n garbage")
+    generate_dataset(
+        _CountingGenerator(), {"t": 1}, tmp_path, name="d", sizes=sizes, seed=0, chunk=2
+    )
+    assert read_well(path)[0].fields["u"].shape == (4, 2, 4)
+
+
+def test_several_resolutions_from_one_solve(tmp_path):
+    gen = BurgersDataset(n_solve=64, resolution=64, dt=0.01, t_final=0.2, n_snapshots=3)
+    sizes = {"train": 3, "valid": 2, "test": 2}
+    generate_dataset(gen, {"g": 1}, tmp_path, name="b", sizes=sizes, seed=0, resolutions=[32, 16])
+    fine = read_well(split_path(tmp_path, "test", "b"))[0]
+    for n in (32, 16):
+        coarse, _ = read_well(split_path(resolution_root(tmp_path, n), "test", "b"))
+        assert coarse.fields["u"].shape == (2, 3, n) and np.allclose(
+            coarse.coords["x"], np.arange(n) / n
+        )
+        # Each stored coarse grid is the spectral resampling of the same fine solve.
+        expected = np.asarray(spectral_resample(fine.fields["u"][..., None], n))[..., 0]
+        np.testing.assert_allclose(coarse.fields["u"], expected, atol=1e-6)
+        assert (resolution_root(tmp_path, n) / "stats.yaml").exists()

@@ -1,7 +1,8 @@
 """Datasets: The Well's HDF5 schema, normalisation stats, windows, deterministic sharded batches."""
 
-from sciml.data.generate import Generator, generate_dataset
+from sciml.data.generate import Generator, generate_dataset, resample_trajectories, resolution_root
 from sciml.data.loader import DATA_AXIS, batch_indices, eval_batches, shard_batch, train_batches
+from sciml.data.readers import read_fno_mat, read_pdebench
 from sciml.data.stats import channel_stats, compute_stats, read_stats, write_stats
 from sciml.data.well import SPLITS, Trajectories, read_well, split_path, write_well
 from sciml.data.windows import WindowDataset
@@ -18,7 +19,11 @@ __all__ = [
     "eval_batches",
     "generate_dataset",
     "read_stats",
+    "read_fno_mat",
+    "read_pdebench",
     "read_well",
+    "resample_trajectories",
+    "resolution_root",
     "shard_batch",
     "split_path",
     "train_batches",

@@ -31,14 +31,14 @@ class Trajectories:
         time: (time,) simulation times.
         coords: spatial dimension name -> (n,) coordinates, in array-axis order.
         boundary: dimension name -> boundary-condition type ("PERIODIC", "WALL", "OPEN").
-        scalars: constant PDE parameters (viscosity, ...).
+        scalars: PDE parameters (viscosity, ...): a float if shared, else a (trajectory,) array.
     """
 
     fields: dict[str, np.ndarray]
     time: np.ndarray
     coords: dict[str, np.ndarray]
     boundary: dict[str, str]
-    scalars: dict[str, float] = dataclasses.field(default_factory=dict)
+    scalars: dict[str, float | np.ndarray] = dataclasses.field(default_factory=dict)
 
     @property
     def n_spatial_dims(self) -> int:
@@ -62,55 +62,85 @@ def write_well(
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    n_traj = next(iter(traj.fields.values())).shape[0]
+    tmp = partial_path(path)
     with h5py.File(tmp, "w") as f:
-        f.attrs["dataset_name"] = name
-        f.attrs["n_spatial_dims"] = traj.n_spatial_dims
-        f.attrs["n_trajectories"] = n_traj
-        f.attrs["grid_type"] = "cartesian"
-        f.attrs["simulation_parameters"] = list(traj.scalars)
-        for key, value in traj.scalars.items():
-            f.attrs[key] = value
-        for key, value in (attrs or {}).items():
-            f.attrs[key] = value if isinstance(value, str | int | float) else json.dumps(value)
-
-        dims = f.create_group("dimensions")
-        dims.attrs["spatial_dims"] = list(traj.coords)
-        _dataset(dims, "time", traj.time, sample_varying=False, time_varying=False)
-        for dim, coord in traj.coords.items():
-            _dataset(dims, dim, coord, sample_varying=False, time_varying=False)
-
-        bcs = f.create_group("boundary_conditions")
-        for dim, bc_type in traj.boundary.items():
-            group = bcs.create_group(f"{dim}_{bc_type.lower()}")
-            group.attrs.update(
-                associated_dims=[dim],
-                associated_fields=[],
-                bc_type=bc_type.upper(),
-                sample_varying=False,
-                time_varying=False,
-            )
-            mask = np.zeros(len(traj.coords[dim]), dtype=bool)
-            mask[[0, -1]] = True
-            group.create_dataset("mask", data=mask)
-
-        scalars = f.create_group("scalars")
-        scalars.attrs["field_names"] = list(traj.scalars)
-        for key, value in traj.scalars.items():
-            _dataset(scalars, key, np.asarray(value), sample_varying=False, time_varying=False)
-
-        groups = {g: f.create_group(g) for g in _FIELD_GROUPS}
-        for group in groups.values():
-            group.attrs["field_names"] = []
-        for field, array in traj.fields.items():
-            group = groups[_FIELD_GROUPS[traj.tensor_order(field)]]
-            group.attrs["field_names"] = [*group.attrs["field_names"], field]
-            ds = _dataset(
-                group, field, array.astype(np.float32), sample_varying=True, time_varying=True
-            )
-            ds.attrs["dim_varying"] = [True] * traj.n_spatial_dims
+        init_well(f, name, traj, len(next(iter(traj.fields.values()))), attrs)
+        write_well_chunk(f, 0, traj)
     os.replace(tmp, path)
+
+
+def partial_path(path: Path) -> Path:
+    """Where a file is written before it is complete (renamed to `path` when done)."""
+    return path.with_name(path.name + ".partial")
+
+
+def init_well(
+    f: h5py.File, name: str, like: Trajectories, n_total: int, attrs: dict[str, Any] | None = None
+) -> None:
+    """Write the root attributes, dimensions, boundary conditions and empty field datasets.
+
+    Field datasets get room for `n_total` trajectories shaped like those of `like`; scalars that
+    vary per trajectory (arrays in ``like.scalars``) get a (n_total,) dataset.
+    """
+    f.attrs["dataset_name"] = name
+    f.attrs["n_spatial_dims"] = like.n_spatial_dims
+    f.attrs["n_trajectories"] = n_total
+    f.attrs["grid_type"] = "cartesian"
+    f.attrs["simulation_parameters"] = list(like.scalars)
+    for key, value in like.scalars.items():
+        if np.ndim(value) == 0:
+            f.attrs[key] = value
+    for key, value in (attrs or {}).items():
+        f.attrs[key] = value if isinstance(value, str | int | float) else json.dumps(value)
+
+    dims = f.create_group("dimensions")
+    dims.attrs["spatial_dims"] = list(like.coords)
+    _dataset(dims, "time", like.time, sample_varying=False, time_varying=False)
+    for dim, coord in like.coords.items():
+        _dataset(dims, dim, coord, sample_varying=False, time_varying=False)
+
+    bcs = f.create_group("boundary_conditions")
+    for dim, bc_type in like.boundary.items():
+        group = bcs.create_group(f"{dim}_{bc_type.lower()}")
+        group.attrs.update(
+            associated_dims=[dim],
+            associated_fields=[],
+            bc_type=bc_type.upper(),
+            sample_varying=False,
+            time_varying=False,
+        )
+        mask = np.zeros(len(like.coords[dim]), dtype=bool)
+        mask[[0, -1]] = True
+        group.create_dataset("mask", data=mask)
+
+    scalars = f.create_group("scalars")
+    scalars.attrs["field_names"] = list(like.scalars)
+    for key, value in like.scalars.items():
+        if np.ndim(value) == 0:
+            _dataset(scalars, key, np.asarray(value), sample_varying=False, time_varying=False)
+        else:
+            ds = scalars.create_dataset(key, shape=(n_total,), dtype=np.float64)
+            ds.attrs.update(sample_varying=True, time_varying=False)
+
+    groups = {g: f.create_group(g) for g in _FIELD_GROUPS}
+    for group in groups.values():
+        group.attrs["field_names"] = []
+    for field, array in like.fields.items():
+        group = groups[_FIELD_GROUPS[like.tensor_order(field)]]
+        group.attrs["field_names"] = [*group.attrs["field_names"], field]
+        ds = group.create_dataset(field, shape=(n_total, *array.shape[1:]), dtype=np.float32)
+        ds.attrs.update(sample_varying=True, time_varying=True)
+        ds.attrs["dim_varying"] = [True] * like.n_spatial_dims
+
+
+def write_well_chunk(f: h5py.File, start: int, traj: Trajectories) -> None:
+    """Store trajectories ``start .. start + len(traj)`` of a file made by `init_well`."""
+    for field, array in traj.fields.items():
+        group = _FIELD_GROUPS[traj.tensor_order(field)]
+        f[group][field][start : start + len(array)] = array.astype(np.float32)
+    for key, value in traj.scalars.items():
+        if np.ndim(value):
+            f["scalars"][key][start : start + len(value)] = value
 
 
 def _dataset(group: h5py.Group, name: str, data: np.ndarray, **flags: bool) -> h5py.Dataset:
@@ -140,6 +170,10 @@ def read_well(
         raise DatasetError(
             f"{path} is corrupt or truncated ({err}); delete it and generate the dataset again"
         ) from None
+
+
+def _scalar(value: np.ndarray) -> float | np.ndarray:
+    return float(value) if np.ndim(value) == 0 else np.asarray(value)
 
 
 def _read_open_file(
