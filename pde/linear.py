@@ -3,11 +3,10 @@
 With no nonlinearity, ETDRK integrates them exactly: every Fourier mode is multiplied by e^(dt L).
 """
 
-import dataclasses
-
 import jax.numpy as jnp
 import numpy as np
-from sciml.pde.spectral import SpectralGrid, SpectralProblem
+
+from sciml.pde.spectral import SpectralGrid, SpectralProblem, equation
 
 
 class _Linear(SpectralProblem):
@@ -21,7 +20,7 @@ def _advection_operator(grid: SpectralGrid, velocity: tuple[float, ...]) -> np.n
     return -sum(c * grid.derivative_factor(d) for d, c in enumerate(velocity))
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
+@equation
 class Advection(_Linear):
     """``u_t + c . grad u = 0``; exact solution ``u0(x - c t)``."""
 
@@ -31,7 +30,7 @@ class Advection(_Linear):
         return _advection_operator(grid, self.velocity)
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
+@equation
 class Diffusion(_Linear):
     """The heat equation ``u_t = nu Lap u``."""
 
@@ -41,7 +40,7 @@ class Diffusion(_Linear):
         return -self.viscosity * grid.k_squared()
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
+@equation
 class AdvectionDiffusion(_Linear):
     """``u_t + c . grad u = nu Lap u``."""
 
@@ -52,7 +51,7 @@ class AdvectionDiffusion(_Linear):
         return _advection_operator(grid, self.velocity) - self.viscosity * grid.k_squared()
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
+@equation
 class Dispersion(_Linear):
     """``u_t = gamma sum_d d^3 u / dx_d^3`` (Airy equation in 1D)."""
 

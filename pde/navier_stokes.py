@@ -5,15 +5,15 @@ streamfunction ``Lap psi = -w``. Forcings: none (decaying), Kolmogorov (the vort
 force ``A sin(n y) e_x``), or the FNO paper's ``A (sin(2 pi (x + y) / L) + cos(2 pi (x + y) / L))``.
 """
 
-import dataclasses
 from typing import Literal
 
 import jax.numpy as jnp
 import numpy as np
-from sciml.pde.spectral import SpectralGrid, SpectralProblem
+
+from sciml.pde.spectral import SpectralGrid, SpectralProblem, equation
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
+@equation
 class NavierStokes2D(SpectralProblem):
     """Vorticity ``w`` of shape (nx, ny, 1); see the module docstring for the equation."""
 

@@ -5,15 +5,14 @@ Each class states its equation; L (stiff, linear) is integrated exactly and N by
 Quadratic terms are dealiased with the 2/3 rule, cubic ones with the 1/2 rule.
 """
 
-import dataclasses
 from typing import ClassVar
 
 import jax.numpy as jnp
-import numpy as np
-from sciml.pde.spectral import SpectralGrid, SpectralProblem
+
+from sciml.pde.spectral import SpectralGrid, SpectralProblem, equation
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
+@equation
 class Burgers(SpectralProblem):
     """``u_t + 1/2 sum_d d_d(u^2) = nu Lap u`` (in 1D: ``u_t + u u_x = nu u_xx``)."""
 
@@ -27,7 +26,7 @@ class Burgers(SpectralProblem):
         return -0.5 * sum(grid.derivative_factor(d) * u2_hat for d in range(grid.ndim))
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
+@equation
 class KdV(SpectralProblem):
     """Korteweg-de Vries ``u_t + a u u_x + b u_xxx = 0`` in 1D.
 
@@ -45,7 +44,7 @@ class KdV(SpectralProblem):
         return -0.5 * self.convection * grid.derivative_factor(0) * u2_hat
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
+@equation
 class KuramotoSivashinsky(SpectralProblem):
     """Kuramoto-Sivashinsky in gradient (combustion) form ``u_t + Lap u + Lap^2 u + |grad u|^2 / 2 = 0``.
 
@@ -67,7 +66,7 @@ class _Cubic(SpectralProblem):
     dealias_fraction: ClassVar[float] = 1 / 2
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
+@equation
 class AllenCahn(_Cubic):
     """``u_t = eps^2 Lap u + u - u^3``."""
 
@@ -80,7 +79,7 @@ class AllenCahn(_Cubic):
         return -grid.forward(grid.to_physical(u_hat) ** 3)
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
+@equation
 class CahnHilliard(_Cubic):
     """``u_t = Lap(u^3 - u - gamma Lap u)``; conserves the mean of u."""
 
@@ -94,7 +93,7 @@ class CahnHilliard(_Cubic):
         return -grid.k_squared() * grid.forward(grid.to_physical(u_hat) ** 3)
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
+@equation
 class FisherKPP(SpectralProblem):
     """``u_t = nu Lap u + r u (1 - u)``."""
 
@@ -108,7 +107,7 @@ class FisherKPP(SpectralProblem):
         return -self.reactivity * grid.forward(grid.to_physical(u_hat) ** 2)
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
+@equation
 class GrayScott(_Cubic):
     """Gray-Scott, channels (u, v): ``u_t = D_u Lap u - u v^2 + F (1 - u)``,
     ``v_t = D_v Lap v + u v^2 - (F + kappa) v``."""
@@ -123,7 +122,7 @@ class GrayScott(_Cubic):
         k2 = grid.k_squared()
         lin_u = -self.diffusivity_u * k2 - self.feed
         lin_v = -self.diffusivity_v * k2 - (self.feed + self.kill)
-        return np.concatenate([lin_u, lin_v])
+        return jnp.concatenate([lin_u, lin_v])
 
     def nonlinear(self, u_hat, grid: SpectralGrid):
         u, v = grid.to_physical(u_hat)
@@ -131,7 +130,7 @@ class GrayScott(_Cubic):
         return grid.forward(jnp.stack([self.feed - uv2, uv2]))
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
+@equation
 class SwiftHohenberg(_Cubic):
     """``u_t = r u - (1 + Lap)^2 u + g u^2 - u^3``."""
 

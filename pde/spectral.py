@@ -8,6 +8,7 @@ batching is `jax.vmap` and trajectories `rollout` (a `lax.scan` that stays in Fo
 
 import abc
 import dataclasses
+import typing
 from collections.abc import Callable
 from typing import ClassVar
 
@@ -15,6 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Complex, Float
+
 from sciml.pde.etdrk import etdrk_coefficients, etdrk_step
 
 
@@ -87,6 +89,22 @@ class SpectralGrid:
         return jnp.moveaxis(self.to_physical(u_hat), 0, -1)
 
 
+def equation(cls: type) -> type:
+    """Make `cls` a frozen keyword-only dataclass and a pytree whose float parameters are leaves.
+
+    Leaves may then be traced or batched: ``jax.vmap`` over a problem whose viscosity is an array
+    of one value per trajectory solves them all at once. Shape, box, step, order and other
+    non-float settings stay static.
+    """
+    cls = dataclasses.dataclass(frozen=True, kw_only=True)(cls)
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    data = [n for n in names if hints.get(n) is float and n not in ("length", "dt")]
+    return jax.tree_util.register_dataclass(
+        cls, data_fields=data, meta_fields=[n for n in names if n not in data]
+    )
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class SpectralProblem(abc.ABC):
     """A periodic problem ``u_t = L u + N(u)`` on ``[0, length)^d`` with ETDRK of `order`.
@@ -119,19 +137,19 @@ class SpectralProblem(abc.ABC):
     ) -> Complex[Array, "c *spectrum"]:
         """N(u) in Fourier space, from dealiased ``u_hat`` (channels-first)."""
 
-    def full_linear_operator(self) -> np.ndarray:
-        """L broadcast to ``(channels, *spectrum)``, complex128."""
+    def full_linear_operator(self, dtype=jnp.complex64) -> Array:
+        """L broadcast to ``(channels, *spectrum)``."""
         spec_shape = (self.n_channels, *self.shape[:-1], self.shape[-1] // 2 + 1)
-        lin = np.asarray(self.linear_operator(self.grid), dtype=np.complex128)
-        return np.broadcast_to(lin, spec_shape)
+        return jnp.broadcast_to(
+            jnp.asarray(self.linear_operator(self.grid), dtype=dtype), spec_shape
+        )
 
     def spectral_step_fn(self, dtype=jnp.float32) -> Callable[[Array], Array]:
         """A pure step on Fourier coefficients ``(channels, *spectrum)``."""
         grid = self.grid
-        complex_dtype = np.complex128 if jnp.dtype(dtype) == jnp.float64 else np.complex64
-        coeffs = etdrk_coefficients(
-            self.full_linear_operator(), self.dt, self.order, dtype=complex_dtype
-        )
+        complex_dtype = jnp.result_type(dtype, jnp.complex64)
+        lin = self.full_linear_operator(complex_dtype)
+        coeffs = etdrk_coefficients(lin, self.dt, self.order, dtype=complex_dtype)
         mask = jnp.asarray(grid.dealias_mask(), dtype=dtype)
 
         def nonlinear(v):
@@ -163,5 +181,5 @@ class SpectralProblem(abc.ABC):
         """``L u + N(u)`` in physical space (no dealiasing of u itself): the PDE's right-hand side."""
         grid = self.grid
         u_hat = grid.to_spectral(u)
-        lin = jnp.asarray(self.full_linear_operator(), dtype=u_hat.dtype)
+        lin = self.full_linear_operator(u_hat.dtype)
         return grid.to_channels_last(lin * u_hat + self.nonlinear(u_hat, grid)).astype(u.dtype)

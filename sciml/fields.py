@@ -71,7 +71,11 @@ def spectral_resample(
 
 
 def spectral_derivative(
-    u: Float[Array | np.ndarray, "*batch_and_space c"], axis: int, ndim: int, order: int = 1, length: float = 1.0
+    u: Float[Array | np.ndarray, "*batch_and_space c"],
+    axis: int,
+    ndim: int,
+    order: int = 1,
+    length: float = 1.0,
 ) -> Float[Array, "*batch_and_space c"]:
     """``d^order u / dx_axis^order`` of a periodic field, exact for band-limited fields.
 

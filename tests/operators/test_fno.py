@@ -2,10 +2,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from sciml.operators import FNO
 
 from sciml import fields
 from sciml.nn import SpectralConv
+from sciml.operators import FNO
 
 
 @pytest.mark.parametrize(

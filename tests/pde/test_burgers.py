@@ -1,6 +1,7 @@
 import jax
 import numpy as np
 import pytest
+
 from sciml.pde import BurgersDataset, gaussian_random_field
 
 

@@ -7,9 +7,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from jax.experimental import multihost_utils
-from sciml.operators import FNO
 
 from sciml.data import shard_batch
+from sciml.operators import FNO
 from sciml.train import TrainState, initialize_distributed, make_mesh, make_train_step, replicate
 
 

@@ -3,10 +3,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from sciml.operators import FNO
 
 from sciml.data import shard_batch
 from sciml.errors import NonFiniteLossError
+from sciml.operators import FNO
 from sciml.train import Checkpointer, TrainState, fit, make_mesh, make_train_step, replicate
 
 
