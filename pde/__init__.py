@@ -7,8 +7,13 @@ Periodic problems ``u_t = L u + N(u)`` are `SpectralProblem` subclasses stepped 
 """
 
 from sciml.pde.burgers import BurgersDataset
+from sciml.pde.datasets import SpectralDataset
 from sciml.pde.etdrk import ETDRKCoefficients, etdrk_coefficients, etdrk_step
-from sciml.pde.initial_conditions import gaussian_random_field
+from sciml.pde.initial_conditions import (
+    gaussian_random_field,
+    initial_condition,
+    truncated_fourier_series,
+)
 from sciml.pde.linear import Advection, AdvectionDiffusion, Diffusion, Dispersion
 from sciml.pde.navier_stokes import NavierStokes2D
 from sciml.pde.nonlinear import (
@@ -21,7 +26,8 @@ from sciml.pde.nonlinear import (
     KuramotoSivashinsky,
     SwiftHohenberg,
 )
-from sciml.pde.spectral import SpectralGrid, SpectralProblem
+from sciml.pde.residuals import residual
+from sciml.pde.spectral import SpectralGrid, SpectralProblem, equation
 
 __all__ = [
     "Advection",
@@ -39,9 +45,14 @@ __all__ = [
     "KuramotoSivashinsky",
     "NavierStokes2D",
     "SpectralGrid",
+    "SpectralDataset",
     "SpectralProblem",
     "SwiftHohenberg",
     "etdrk_coefficients",
     "etdrk_step",
+    "equation",
     "gaussian_random_field",
+    "initial_condition",
+    "residual",
+    "truncated_fourier_series",
 ]

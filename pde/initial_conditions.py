@@ -29,3 +29,54 @@ def gaussian_random_field(
     re, im = jax.random.normal(key, (2, *shape), dtype=dtype)
     modes = (re + 1j * im) * jnp.asarray(amplitude * np.prod(shape), dtype=re.dtype)
     return (np.sqrt(2) * jnp.fft.ifftn(modes).real).astype(dtype)
+
+
+def truncated_fourier_series(
+    key: Array,
+    shape: tuple[int, ...],
+    *,
+    max_wavenumber: int = 5,
+    amplitude: float = 1.0,
+    dtype=jnp.float32,
+) -> Float[Array, "*shape"]:
+    """Random ``sum_{0 < |k|_inf <= K} a_k cos(2 pi k.x / L + phi_k)``, scaled to max |u| = amplitude.
+
+    Coefficients a_k ~ N(0, 1) and phases phi_k ~ U[0, 2 pi) on the integer wavevectors with
+    largest component at most K = `max_wavenumber`; the mean mode is left out.
+    """
+    k_amp, k_phase = jax.random.split(key)
+    modes = np.stack(
+        np.meshgrid(*[np.arange(-max_wavenumber, max_wavenumber + 1)] * len(shape), indexing="ij"),
+        -1,
+    )
+    modes = modes.reshape(-1, len(shape))
+    modes = modes[np.abs(modes).max(axis=1) > 0]
+    amps = jax.random.normal(k_amp, (len(modes),), dtype=dtype)
+    phases = jax.random.uniform(k_phase, (len(modes),), dtype=dtype, maxval=2 * np.pi)
+    coords = np.stack(np.meshgrid(*[np.arange(n) / n for n in shape], indexing="ij"), -1)
+    lead = (1,) * len(shape)
+    arg = 2 * np.pi * jnp.asarray(coords @ modes.T, dtype=dtype) + phases.reshape(*lead, -1)
+    u = jnp.sum(amps.reshape(*lead, -1) * jnp.cos(arg), axis=-1)
+    return (amplitude * u / jnp.max(jnp.abs(u))).astype(dtype)
+
+
+def initial_condition(
+    key: Array, problem, *, kind: str = "grf", offset: float = 0.0, **options
+) -> Array:
+    """A random state ``(*shape, channels)`` for `problem`: ``offset`` + a field of `kind` per channel.
+
+    Kinds: ``grf`` (`gaussian_random_field`, options sigma, tau, alpha; defaults 1, 3, 2) and
+    ``fourier`` (`truncated_fourier_series`, options max_wavenumber, amplitude).
+    """
+    keys = jax.random.split(key, problem.n_channels)
+    if kind == "grf":
+        opts = {"sigma": 1.0, "tau": 3.0, "alpha": 2.0} | options
+        fields = [
+            gaussian_random_field(k, tuple(problem.shape), length=problem.length, **opts)
+            for k in keys
+        ]
+    elif kind == "fourier":
+        fields = [truncated_fourier_series(k, tuple(problem.shape), **options) for k in keys]
+    else:
+        raise ValueError(f"initial_condition kind must be 'grf' or 'fourier', got {kind!r}")
+    return jnp.stack(fields, axis=-1) + offset

@@ -6,7 +6,7 @@ With no nonlinearity, ETDRK integrates them exactly: every Fourier mode is multi
 import jax.numpy as jnp
 import numpy as np
 
-from sciml.pde.spectral import SpectralGrid, SpectralProblem, equation
+from sciml.pde.spectral import Param, SpectralGrid, SpectralProblem, equation
 
 
 class _Linear(SpectralProblem):
@@ -34,7 +34,7 @@ class Advection(_Linear):
 class Diffusion(_Linear):
     """The heat equation ``u_t = nu Lap u``."""
 
-    viscosity: float = 0.01
+    viscosity: Param = 0.01
 
     def linear_operator(self, grid):
         return -self.viscosity * grid.k_squared()
@@ -45,7 +45,7 @@ class AdvectionDiffusion(_Linear):
     """``u_t + c . grad u = nu Lap u``."""
 
     velocity: tuple[float, ...] = (1.0,)
-    viscosity: float = 0.01
+    viscosity: Param = 0.01
 
     def linear_operator(self, grid):
         return _advection_operator(grid, self.velocity) - self.viscosity * grid.k_squared()
@@ -55,7 +55,7 @@ class AdvectionDiffusion(_Linear):
 class Dispersion(_Linear):
     """``u_t = gamma sum_d d^3 u / dx_d^3`` (Airy equation in 1D)."""
 
-    coefficient: float = 1.0
+    coefficient: Param = 1.0
 
     def linear_operator(self, grid):
         return self.coefficient * sum(grid.derivative_factor(d, 3) for d in range(grid.ndim))

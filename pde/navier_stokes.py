@@ -10,17 +10,17 @@ from typing import Literal
 import jax.numpy as jnp
 import numpy as np
 
-from sciml.pde.spectral import SpectralGrid, SpectralProblem, equation
+from sciml.pde.spectral import Param, SpectralGrid, SpectralProblem, equation
 
 
 @equation
 class NavierStokes2D(SpectralProblem):
     """Vorticity ``w`` of shape (nx, ny, 1); see the module docstring for the equation."""
 
-    viscosity: float = 1e-3
-    drag: float = 0.0
+    viscosity: Param = 1e-3
+    drag: Param = 0.0
     forcing: Literal["none", "kolmogorov", "fno"] = "none"
-    forcing_amplitude: float = 1.0
+    forcing_amplitude: Param = 1.0
     forcing_wavenumber: int = 4
 
     def __post_init__(self):

@@ -9,14 +9,14 @@ from typing import ClassVar
 
 import jax.numpy as jnp
 
-from sciml.pde.spectral import SpectralGrid, SpectralProblem, equation
+from sciml.pde.spectral import Param, SpectralGrid, SpectralProblem, equation
 
 
 @equation
 class Burgers(SpectralProblem):
     """``u_t + 1/2 sum_d d_d(u^2) = nu Lap u`` (in 1D: ``u_t + u u_x = nu u_xx``)."""
 
-    viscosity: float = 0.01
+    viscosity: Param = 0.01
 
     def linear_operator(self, grid: SpectralGrid):
         return -self.viscosity * grid.k_squared()
@@ -33,8 +33,8 @@ class KdV(SpectralProblem):
     With a = 6, b = 1 the soliton ``u = c/2 sech^2(sqrt(c)/2 (x - c t - x0))`` travels at speed c.
     """
 
-    convection: float = 6.0
-    dispersion: float = 1.0
+    convection: Param = 6.0
+    dispersion: Param = 1.0
 
     def linear_operator(self, grid: SpectralGrid):
         return -self.dispersion * grid.derivative_factor(0, 3)
@@ -70,7 +70,7 @@ class _Cubic(SpectralProblem):
 class AllenCahn(_Cubic):
     """``u_t = eps^2 Lap u + u - u^3``."""
 
-    epsilon: float = 0.1
+    epsilon: Param = 0.1
 
     def linear_operator(self, grid: SpectralGrid):
         return 1.0 - self.epsilon**2 * grid.k_squared()
@@ -83,7 +83,7 @@ class AllenCahn(_Cubic):
 class CahnHilliard(_Cubic):
     """``u_t = Lap(u^3 - u - gamma Lap u)``; conserves the mean of u."""
 
-    gamma: float = 1e-2
+    gamma: Param = 1e-2
 
     def linear_operator(self, grid: SpectralGrid):
         k2 = grid.k_squared()
@@ -97,8 +97,8 @@ class CahnHilliard(_Cubic):
 class FisherKPP(SpectralProblem):
     """``u_t = nu Lap u + r u (1 - u)``."""
 
-    viscosity: float = 0.01
-    reactivity: float = 1.0
+    viscosity: Param = 0.01
+    reactivity: Param = 1.0
 
     def linear_operator(self, grid: SpectralGrid):
         return self.reactivity - self.viscosity * grid.k_squared()
@@ -113,10 +113,10 @@ class GrayScott(_Cubic):
     ``v_t = D_v Lap v + u v^2 - (F + kappa) v``."""
 
     n_channels: ClassVar[int] = 2
-    diffusivity_u: float = 2e-5
-    diffusivity_v: float = 1e-5
-    feed: float = 0.04
-    kill: float = 0.06
+    diffusivity_u: Param = 2e-5
+    diffusivity_v: Param = 1e-5
+    feed: Param = 0.04
+    kill: Param = 0.06
 
     def linear_operator(self, grid: SpectralGrid):
         k2 = grid.k_squared()
@@ -134,8 +134,8 @@ class GrayScott(_Cubic):
 class SwiftHohenberg(_Cubic):
     """``u_t = r u - (1 + Lap)^2 u + g u^2 - u^3``."""
 
-    reactivity: float = 0.7
-    quadratic: float = 1.0
+    reactivity: Param = 0.7
+    quadratic: Param = 1.0
 
     def linear_operator(self, grid: SpectralGrid):
         return self.reactivity - (1.0 - grid.k_squared()) ** 2

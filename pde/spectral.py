@@ -89,17 +89,21 @@ class SpectralGrid:
         return jnp.moveaxis(self.to_physical(u_hat), 0, -1)
 
 
+Param = float | Array
+"""An equation parameter: a float, or an array of them when a batch of problems is vmapped."""
+
+
 def equation(cls: type) -> type:
     """Make `cls` a frozen keyword-only dataclass and a pytree whose float parameters are leaves.
 
-    Leaves may then be traced or batched: ``jax.vmap`` over a problem whose viscosity is an array
+    Fields annotated `Param` are the leaves; they may be traced or batched: ``jax.vmap`` over a problem whose viscosity is an array
     of one value per trajectory solves them all at once. Shape, box, step, order and other
-    non-float settings stay static.
+    settings stay static.
     """
     cls = dataclasses.dataclass(frozen=True, kw_only=True)(cls)
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
-    data = [n for n in names if hints.get(n) is float and n not in ("length", "dt")]
+    data = [n for n in names if hints.get(n) == Param]
     return jax.tree_util.register_dataclass(
         cls, data_fields=data, meta_fields=[n for n in names if n not in data]
     )
