@@ -5,11 +5,11 @@ import dataclasses
 import jax
 import numpy as np
 from jaxtyping import Array
-from sciml.pde.initial_conditions import gaussian_random_field
-from sciml.pde.nonlinear import Burgers
 
 from sciml.data import Trajectories
 from sciml.fields import grid, spectral_resample
+from sciml.pde.initial_conditions import gaussian_random_field
+from sciml.pde.nonlinear import Burgers
 
 
 @dataclasses.dataclass(frozen=True)

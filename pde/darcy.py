@@ -17,6 +17,7 @@ comparison and for strongly varying coefficients.
 """
 
 import dataclasses
+import functools
 from typing import Literal
 
 import jax
@@ -140,9 +141,10 @@ def _poisson_preconditioner(a: Array, h: float):
     return lambda r: _dst1(_dst1(inv * _dst1(_dst1(r, 0), 1), 0), 1)
 
 
+@functools.partial(jax.jit, static_argnames=("face_mean", "preconditioner", "tol", "maxiter"))
 def solve_darcy(
     a: Float[Array, "n n"],
-    f: Float[Array, "n n"] | float = 1.0,
+    f: Float[Array, "n n"] | Float[Array, ""] | float = 1.0,
     *,
     face_mean: FaceMean = "harmonic",
     preconditioner: Preconditioner = "poisson",

@@ -29,43 +29,37 @@ class ETDRKCoefficients(NamedTuple):
     phi: tuple[Array, ...]
 
 
-def _contour_mean(z: np.ndarray, fn: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
-    return np.mean(fn(z), axis=-1)
-
-
 def etdrk_coefficients(
-    linear: np.ndarray, dt: float, order: int = 4, n_contour: int = 32, dtype=np.complex64
+    linear: Array, dt: float, order: int = 4, n_contour: int = 32, dtype=jnp.complex64
 ) -> ETDRKCoefficients:
     """ETDRK coefficients of `order` for the diagonal operator `linear` (any shape) and step `dt`.
 
-    Computed in complex128 as means over `n_contour` points on the unit circle around each
-    ``dt * L`` (which removes the cancellation of the phi functions near z = 0), then cast.
+    Means over `n_contour` points on the unit circle around each ``dt * L`` (which removes the
+    cancellation of the phi functions near z = 0), computed in `dtype` with jax.numpy so that L
+    may depend on traced parameters (a vmap over viscosities, say).
     """
     if order not in ORDERS:
         raise ValueError(f"ETDRK order must be one of {ORDERS}, got {order}")
-    lin = dt * np.asarray(linear, dtype=np.complex128)
-    z = lin[..., None] + np.exp(2j * np.pi * (np.arange(1, n_contour + 1) - 0.5) / n_contour)
-    ez = np.exp(z)
+    lin = dt * jnp.asarray(linear, dtype=dtype)
+    circle = np.exp(2j * np.pi * (np.arange(1, n_contour + 1) - 0.5) / n_contour)
+    z = lin[..., None] + jnp.asarray(circle, dtype=dtype).reshape((1,) * lin.ndim + (-1,))
+    ez = jnp.exp(z)
+
+    def mean(values):
+        return dt * jnp.mean(values, axis=-1)
+
+    phi1 = mean((ez - 1) / z)
     if order == 1:
-        phi = (dt * _contour_mean(z, lambda z: (np.exp(z) - 1) / z),)
+        phi = (phi1,)
     elif order == 2:
-        phi = (
-            dt * _contour_mean(z, lambda z: (np.exp(z) - 1) / z),
-            dt * _contour_mean(z, lambda z: (np.exp(z) - 1 - z) / z**2),
-        )
+        phi = (phi1, mean((ez - 1 - z) / z**2))
     else:
-        half = dt * _contour_mean(z, lambda z: (np.exp(z / 2) - 1) / z)
-        f1 = dt * np.mean((-4 - z + ez * (4 - 3 * z + z**2)) / z**3, axis=-1)
-        f2 = dt * np.mean((2 + z + ez * (z - 2)) / z**3, axis=-1)
-        f3 = dt * np.mean((-4 - 3 * z - z**2 + ez * (4 - z)) / z**3, axis=-1)
-        full = dt * _contour_mean(z, lambda z: (np.exp(z) - 1) / z)
-        phi = (half, f1, f2, f3, full)
-    return ETDRKCoefficients(
-        order,
-        jnp.asarray(np.exp(lin), dtype=dtype),
-        jnp.asarray(np.exp(lin / 2), dtype=dtype),
-        tuple(jnp.asarray(p, dtype=dtype) for p in phi),
-    )
+        half = mean((jnp.exp(z / 2) - 1) / z)
+        f1 = mean((-4 - z + ez * (4 - 3 * z + z**2)) / z**3)
+        f2 = mean((2 + z + ez * (z - 2)) / z**3)
+        f3 = mean((-4 - 3 * z - z**2 + ez * (4 - z)) / z**3)
+        phi = (half, f1, f2, f3, phi1)
+    return ETDRKCoefficients(order, jnp.exp(lin), jnp.exp(lin / 2), phi)
 
 
 def etdrk_step(
