@@ -245,3 +245,22 @@ def test_several_resolutions_from_one_solve(tmp_path):
         expected = np.asarray(spectral_resample(fine.fields["u"][..., None], n))[..., 0]
         np.testing.assert_allclose(coarse.fields["u"], expected, atol=1e-6)
         assert (resolution_root(tmp_path, n) / "stats.yaml").exists()
+
+
+def test_per_trajectory_scalars_round_trip(tmp_path):
+    traj = _trajectories(n_traj=3)
+    traj = Trajectories(
+        traj.fields,
+        traj.time,
+        traj.coords,
+        traj.boundary,
+        {"nu": np.array([0.1, 0.2, 0.3]), "c": 2.0},
+    )
+    write_well(tmp_path / "a.hdf5", "demo", traj)
+    back, attrs = read_well(tmp_path / "a.hdf5")
+    np.testing.assert_array_equal(back.scalars["nu"], [0.1, 0.2, 0.3])
+    assert back.scalars["c"] == 2.0 and attrs["c"] == 2.0
+    with h5py.File(tmp_path / "a.hdf5") as f:
+        assert (
+            f["scalars/nu"].attrs["sample_varying"] and not f["scalars/c"].attrs["sample_varying"]
+        )

@@ -172,7 +172,7 @@ def read_well(
         ) from None
 
 
-def _scalar(value: np.ndarray) -> float | np.ndarray:
+def _scalar(value: np.ndarray | np.generic) -> float | np.ndarray:
     return float(value) if np.ndim(value) == 0 else np.asarray(value)
 
 
@@ -217,7 +217,7 @@ def _read_open_file(
         for g in f["boundary_conditions"].values()
     }
     scalars = {
-        str(k): float(f["scalars"][k][()]) for k in f["scalars"].attrs.get("field_names", [])
+        str(k): _scalar(f["scalars"][k][()]) for k in f["scalars"].attrs.get("field_names", [])
     }
     attrs = {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in f.attrs.items()}
     return Trajectories(fields, time, coords, boundary, scalars), attrs
