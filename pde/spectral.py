@@ -157,7 +157,9 @@ class SpectralProblem(abc.ABC):
         mask = jnp.asarray(grid.dealias_mask(), dtype=dtype)
 
         def nonlinear(v):
-            return self.nonlinear(v * mask, grid)
+            # Masking the product as well keeps the state band-limited, so aliased modes of the
+            # quadratic/cubic terms never reach the stored fields.
+            return self.nonlinear(v * mask, grid) * mask
 
         return lambda v: etdrk_step(v, coeffs, nonlinear)
 
