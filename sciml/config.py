@@ -34,6 +34,8 @@ class DataConfig(_Strict):
     generator: dict[str, Any] | None = None
     resolutions: list[int] | None = None  # extra grids stored from the same solve, in <path>/res<N>
     chunk: int = Field(64, ge=1)  # trajectories generated per chunk (a resumable unit)
+    # Multi-resolution training: resolution -> share of the training samples (see sciml.data.multires)
+    train_mix: dict[int, float] | None = None
     n_train: int = Field(512, ge=1)
     n_valid: int = Field(64, ge=1)
     n_test: int = Field(64, ge=1)

@@ -20,7 +20,9 @@ from sciml import metrics as metrics_lib
 from sciml import pretrained
 from sciml.config import DataConfig, ExperimentConfig
 from sciml.data import (
+    MultiResolutionSchedule,
     WindowDataset,
+    assign_resolutions,
     batch_indices,
     eval_batches,
     generate_dataset,
@@ -32,7 +34,12 @@ from sciml.data import (
 from sciml.errors import DatasetError, ShapeMismatchError
 from sciml.fields import energy_spectrum
 from sciml.losses import LOSSES
-from sciml.plotting import plot_prediction, plot_spectra, plot_training_curves
+from sciml.plotting import (
+    plot_prediction,
+    plot_resolution_sweep,
+    plot_spectra,
+    plot_training_curves,
+)
 from sciml.train import (
     Checkpointer,
     TrainState,
@@ -73,11 +80,20 @@ def prepare_data(cfg: ExperimentConfig) -> Path:
     )
 
 
-def load_split(data: DataConfig, split: str, root: str | Path | None = None) -> WindowDataset:
-    """Windows of one split of the dataset described by `data`, normalised by its stats."""
+def load_split(
+    data: DataConfig,
+    split: str,
+    root: str | Path | None = None,
+    stats_root: str | Path | None = None,
+) -> WindowDataset:
+    """Windows of one split of the dataset described by `data`, normalised by its stats.
+
+    `stats_root` (default `root`) names the dataset whose stats normalise: copies of one dataset at
+    several resolutions share the primary's, so a model sees the same normalisation on each.
+    """
     root = Path(root or data.path)
     traj, _ = read_well(split_path(root, split, dataset_name(data)), data.fields)
-    stats = read_stats(root / "stats.yaml") if data.normalize else None
+    stats = read_stats(Path(stats_root or root) / "stats.yaml") if data.normalize else None
     return WindowDataset(
         traj,
         fields=data.fields,
@@ -86,6 +102,44 @@ def load_split(data: DataConfig, split: str, root: str | Path | None = None) -> 
         dt_stride=data.dt_stride,
         stats=stats,
     )
+
+
+def available_resolutions(data: DataConfig, root: str | Path | None = None) -> dict[int, Path]:
+    """Resolution (points along the first axis) -> dataset directory, for a dataset and its copies."""
+    root = Path(root or data.path)
+    name = dataset_name(data)
+    found = {}
+    for candidate in [root, *sorted(root.glob("res*"))]:
+        path = split_path(candidate, "train", name)
+        if path.exists():
+            traj, _ = read_well(path, data.fields)
+            found[int(next(iter(traj.fields.values())).shape[2])] = candidate
+    return dict(sorted(found.items()))
+
+
+def multiresolution_batches(cfg: ExperimentConfig, mesh) -> tuple[Any, int]:
+    """``batch_for_step`` of the `data.train_mix` protocol, and the number of training samples."""
+    roots = available_resolutions(cfg.data)
+    missing = sorted(set(cfg.data.train_mix) - set(roots))
+    if missing:
+        raise DatasetError(
+            f"data.train_mix asks for resolutions {missing}, the dataset has {sorted(roots)};"
+            " add them to data.resolutions and generate again"
+        )
+    sets = {
+        r: load_split(cfg.data, "train", roots[r], stats_root=cfg.data.path)
+        for r in cfg.data.train_mix
+    }
+    n = len(next(iter(sets.values())))
+    schedule = MultiResolutionSchedule(
+        assign_resolutions(n, cfg.data.train_mix, cfg.seed), cfg.train.batch_size, cfg.seed
+    )
+
+    def batch_for_step(step: int):
+        resolution, indices = schedule.batch(step)
+        return shard_batch(sets[resolution].get_batch(indices), mesh)
+
+    return batch_for_step, n
 
 
 def data_spec(data: DataConfig, dataset: WindowDataset) -> dict[str, Any]:
@@ -159,18 +213,21 @@ def train(cfg: ExperimentConfig) -> Path:
     }
     checkpointer = Checkpointer(run_dir / "checkpoints", keep=cfg.train.keep_checkpoints)
     predict = jax.jit(model.apply)
+    if cfg.data.train_mix:
+        batch_for_step, _ = multiresolution_batches(cfg, mesh)
+    else:
+
+        def batch_for_step(step: int):
+            indices = batch_indices(len(train_set), cfg.train.batch_size, cfg.seed, step)
+            return shard_batch(train_set.get_batch(indices), mesh)
+
     try:
         with jax.set_mesh(mesh):
             start = time.perf_counter()
             fit(
                 state,
                 make_train_step(loss_fn, optimizer, cfg.train.ema_decay),
-                lambda step: shard_batch(
-                    train_set.get_batch(
-                        batch_indices(len(train_set), cfg.train.batch_size, cfg.seed, step)
-                    ),
-                    mesh,
-                ),
+                batch_for_step,
                 steps=cfg.train.steps,
                 run_dir=run_dir,
                 checkpointer=checkpointer,
@@ -240,6 +297,12 @@ def write_report(
     with jax.set_mesh(mesh):
         params = replicate(params, mesh)
         results = evaluate_params(predict, params, dataset, exp.evaluate.batch_size, mesh)
+        sweep = {}
+        roots = available_resolutions(exp.data, data_root)
+        if len(roots) > 1:  # the same samples at several resolutions: how does the model hold up?
+            for n, root in roots.items():
+                at_n = load_split(exp.data, split, root, stats_root=data_root or exp.data.path)
+                sweep[n] = evaluate_params(predict, params, at_n, exp.evaluate.batch_size, mesh)
         x, y = dataset.get_batch(np.arange(min(len(dataset), 64)))
         pred = dataset.denormalize(np.asarray(predict(params, jnp.asarray(x))))
     true = dataset.denormalize(y)
@@ -263,6 +326,14 @@ def write_report(
         run_dir / f"spectrum_{split}.png", spectra, title=f"{exp.name}: energy spectra ({split})"
     )
     figures.append(f"spectrum_{split}.png")
+    if sweep:
+        plot_resolution_sweep(
+            run_dir / f"resolution_sweep_{split}.png",
+            {n: m["rel_l2"] for n, m in sweep.items()},
+            trained_at=meta["data"]["spatial_shape"][0],
+            title=f"{exp.name}: relative L2 across resolutions ({split})",
+        )
+        figures.append(f"resolution_sweep_{split}.png")
     records = read_metrics(run_dir)
     if records:
         plot_training_curves(run_dir / "training_curves.png", records)
@@ -273,6 +344,7 @@ def write_report(
         "n_samples": len(dataset),
         "checkpoint_step": meta.get("step"),
         "metrics": results,
+        "resolution_sweep": {str(n): m for n, m in sweep.items()},
         "figures": figures,
         "sciml_version": sciml.__version__,
         **(extra or {}),

@@ -82,3 +82,22 @@ def plot_training_curves(path: str | Path, records: list[dict]) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def plot_resolution_sweep(
+    path: str | Path, errors: dict[int, float], trained_at: int | None = None, title: str = ""
+) -> None:
+    """Relative L2 error against evaluation resolution (log-log), marking the training resolution."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    res = sorted(errors)
+    ax.loglog(res, [errors[r] for r in res], "o-")
+    if trained_at is not None:
+        ax.axvline(trained_at, color="0.6", ls="--", label=f"native grid ({trained_at})")
+        ax.legend()
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("evaluation resolution (points per axis)")
+    ax.set_ylabel("relative L2")
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
