@@ -6,7 +6,6 @@ Periodic problems ``u_t = L u + N(u)`` are `SpectralProblem` subclasses stepped 
 `NavierStokes2D`.
 """
 
-from sciml.pde.burgers import BurgersDataset
 from sciml.pde.datasets import SpectralDataset
 from sciml.pde.etdrk import ETDRKCoefficients, etdrk_coefficients, etdrk_step
 from sciml.pde.initial_conditions import (
@@ -34,7 +33,6 @@ __all__ = [
     "AdvectionDiffusion",
     "AllenCahn",
     "Burgers",
-    "BurgersDataset",
     "CahnHilliard",
     "Diffusion",
     "Dispersion",

@@ -28,12 +28,18 @@ TINY_CONFIG = {
     "data": {
         "path": "data/tiny_burgers",
         "generator": {
-            "type": "sciml.pde.BurgersDataset",
-            "n_solve": 64,
-            "resolution": 32,
-            "dt": 0.01,
+            "type": "sciml.pde.SpectralDataset",
+            "equation": {
+                "type": "sciml.pde.Burgers",
+                "shape": [64],
+                "length": 1.0,
+                "dt": 0.01,
+                "viscosity": 0.1,
+            },
+            "initial_condition": {"kind": "grf", "sigma": 25.0, "tau": 5.0, "alpha": 2.0},
             "t_final": 0.2,
             "n_snapshots": 3,
+            "resolution": 32,
         },
         "n_train": 32,
         "n_valid": 8,

@@ -19,7 +19,7 @@ from sciml.data import (
 )
 from sciml.errors import DatasetError
 from sciml.fields import spectral_resample
-from sciml.pde import BurgersDataset
+from sciml.pde import SpectralDataset
 from sciml.train import make_mesh
 
 
@@ -232,7 +232,18 @@ def test_a_corrupt_partial_file_is_discarded(tmp_path):
 
 
 def test_several_resolutions_from_one_solve(tmp_path):
-    gen = BurgersDataset(n_solve=64, resolution=64, dt=0.01, t_final=0.2, n_snapshots=3)
+    gen = SpectralDataset(
+        equation={
+            "type": "sciml.pde.Burgers",
+            "shape": [64],
+            "length": 1.0,
+            "dt": 0.01,
+            "viscosity": 0.1,
+        },
+        initial_condition={"kind": "grf", "sigma": 25.0, "tau": 5.0, "alpha": 2.0},
+        t_final=0.2,
+        n_snapshots=3,
+    )
     sizes = {"train": 3, "valid": 2, "test": 2}
     generate_dataset(gen, {"g": 1}, tmp_path, name="b", sizes=sizes, seed=0, resolutions=[32, 16])
     fine = read_well(split_path(tmp_path, "test", "b"))[0]

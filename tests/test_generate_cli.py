@@ -18,8 +18,7 @@ def _config(tmp_path, name):
     cfg = {**TINY_CONFIG, "run_dir": str(tmp_path / f"run_{name}")}
     gen = {
         **TINY_CONFIG["data"]["generator"],
-        "n_solve": 256,
-        "dt": 0.001,
+        "equation": {**TINY_CONFIG["data"]["generator"]["equation"], "shape": [256], "dt": 0.001},
         "t_final": 0.5,
         "n_snapshots": 3,
     }

@@ -2,7 +2,7 @@ import jax
 import numpy as np
 import pytest
 
-from sciml.pde import BurgersDataset, gaussian_random_field
+from sciml.pde import gaussian_random_field, truncated_fourier_series
 
 
 def test_grf_has_the_requested_spectrum():
@@ -19,8 +19,11 @@ def test_grf_has_the_requested_spectrum():
     assert power[1] == pytest.approx(2 * amplitude**2, rel=0.08)
 
 
-def test_dataset_generator_shapes_and_reproducibility():
-    gen = BurgersDataset(n_solve=64, resolution=32, dt=0.01, t_final=0.2, n_snapshots=3)
+def test_burgers_dataset_shapes_reproducibility_and_invariants():
+    from sciml import config
+    from tests.conftest import TINY_CONFIG
+
+    gen = config.build(TINY_CONFIG["data"]["generator"], "generator")
     a = gen.generate(jax.random.key(1), 3)
     b = gen.generate(jax.random.key(1), 3)
     assert a.fields["u"].shape == (3, 3, 32) and np.array_equal(a.fields["u"], b.fields["u"])
@@ -31,6 +34,12 @@ def test_dataset_generator_shapes_and_reproducibility():
     assert np.all(np.diff((u**2).mean(-1), axis=1) < 0)
 
 
-def test_generator_rejects_a_step_that_does_not_divide_the_snapshots():
-    with pytest.raises(ValueError, match="must be an integer multiple"):
-        BurgersDataset(dt=0.003, t_final=1.0, n_snapshots=5)
+def test_truncated_fourier_series_is_band_limited_and_scaled():
+    u = np.asarray(
+        truncated_fourier_series(jax.random.key(0), (32, 32), max_wavenumber=3, amplitude=2.0)
+    )
+    assert np.isclose(np.abs(u).max(), 2.0, rtol=1e-5)
+    spec = np.abs(np.fft.fft2(u))
+    k = np.abs(np.fft.fftfreq(32, 1 / 32))
+    assert spec[(k[:, None] > 3) | (k[None, :] > 3)].max() < 1e-3 * spec.max()
+    assert abs(u.mean()) < 1e-5
