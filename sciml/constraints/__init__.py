@@ -1,0 +1,64 @@
+"""Hard constraints on fields and the projections onto them.
+
+Shared by the ProbHardE2E probabilistic layers and the ECI / PCFM constrained samplers.
+
+- Linear equalities ``A u = b`` on a field flattened row-major to n unknowns (`LinearConstraint`),
+  built from values on a mask, initial / boundary / periodic slices, quadrature integrals and
+  per-time conservation, hierarchical sums, and stacked with `stack_constraints`.
+- `project_euclidean`: the exact L2 projection onto ``A u = b``; `project_box`: clipping.
+- `project_gaussian`: Gaussian conditioning on ``A u = b`` (ProbHardE2E's DPPL) for diagonal,
+  low-rank-plus-diagonal and full covariances, never forming n x n for the structured ones.
+- `NonlinearConstraint` and `project_gauss_newton`: the closest point on ``h(u) = 0`` with implicit
+  (KKT) or unrolled gradients.
+"""
+
+from sciml.constraints._gaussian import (
+    Covariance,
+    DiagonalCovariance,
+    FullCovariance,
+    Gaussian,
+    LowRankCovariance,
+    ProjectedCovariance,
+    project_gaussian,
+)
+from sciml.constraints._linear import (
+    LinearConstraint,
+    boundary_value_constraint,
+    coherency_constraint,
+    conservation_constraint,
+    initial_value_constraint,
+    integral_constraint,
+    periodic_constraint,
+    project_box,
+    project_euclidean,
+    slice_constraint,
+    stack_constraints,
+    trapezoid_weights,
+    value_constraint,
+)
+from sciml.constraints._nonlinear import NonlinearConstraint, project_gauss_newton
+
+__all__ = [
+    "Covariance",
+    "DiagonalCovariance",
+    "FullCovariance",
+    "Gaussian",
+    "LinearConstraint",
+    "LowRankCovariance",
+    "NonlinearConstraint",
+    "ProjectedCovariance",
+    "boundary_value_constraint",
+    "coherency_constraint",
+    "conservation_constraint",
+    "initial_value_constraint",
+    "integral_constraint",
+    "periodic_constraint",
+    "project_box",
+    "project_euclidean",
+    "project_gauss_newton",
+    "project_gaussian",
+    "slice_constraint",
+    "stack_constraints",
+    "trapezoid_weights",
+    "value_constraint",
+]
