@@ -15,6 +15,7 @@ def compute_stats(traj: Trajectories) -> dict[str, dict[str, float | list[float]
     """Mean, std and rms of each field and of its step-to-step change, per component.
 
     Scalars for a scalar field; lists over (flattened) components for vector and tensor fields.
+    The ``*_delta`` entries are left out for fields with a single time step.
     Returns ``{stat: {field: value}}`` as in The Well's stats.yaml.
     """
     stats: dict[str, dict] = {key: {} for key in STAT_KEYS}
@@ -23,7 +24,9 @@ def compute_stats(traj: Trajectories) -> dict[str, dict[str, float | list[float]
         values = array.reshape(-1, *array.shape[array.ndim - n_comp_axes :]).astype(np.float64)
         delta = np.diff(array, axis=1).astype(np.float64)
         delta = delta.reshape(-1, *array.shape[array.ndim - n_comp_axes :])
-        for suffix, data in (("", values), ("_delta", delta)):
+        # A single snapshot (steady problems such as Darcy) has no step-to-step change.
+        pairs = [("", values)] + ([("_delta", delta)] if array.shape[1] > 1 else [])
+        for suffix, data in pairs:
             data = data.reshape(data.shape[0], -1)
             for stat, value in (
                 ("mean", data.mean(0)),

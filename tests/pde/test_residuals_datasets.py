@@ -74,3 +74,32 @@ def test_spectral_dataset_rejects_steps_that_do_not_divide():
     )
     with pytest.raises(ValueError, match="integer multiple"):
         gen.generate(jax.random.key(0), 1)
+
+
+def test_darcy_residual_vanishes_on_the_solver_output_only(x64):
+    from sciml.pde import darcy_residual, solve_darcy
+
+    n = 33
+    x = jnp.linspace(0, 1, n)
+    a = 3.0 + 9.0 * (jnp.sin(4 * x)[:, None] * jnp.cos(3 * x)[None, :]) ** 2
+    u = solve_darcy(a, 1.0, tol=1e-12)
+    # CG stops at a relative residual of 1e-12 of ||f|| = n - 2: entries are below ~1e-9.
+    assert float(jnp.abs(darcy_residual(u, a)).max()) < 1e-8
+    bumped = u.at[n // 2, n // 2].add(1e-3)
+    assert float(jnp.abs(darcy_residual(bumped, a)).max()) > 1.0  # 1e-3 * 4 a / h^2 ~ 10
+
+
+def test_porous_medium_residual_is_small_on_a_solution(x64):
+    from sciml.pde import GeneralizedPorousMedium, porous_medium_residual
+
+    problem = GeneralizedPorousMedium(kind="heat", n_cells=32, rtol=1e-10, atol=1e-12)
+    centres = (jnp.arange(32) + 0.5) / 32
+    u0 = 1.0 + jnp.cos(2 * jnp.pi * centres)
+    t = jnp.linspace(0.0, 0.01, 11)
+    u = problem.solve(u0, t, 1.0)
+    r = porous_medium_residual(u, t, problem, 1.0)
+    # Central differences in time err by dt^2 u_ttt / 6 ~ (1e-3)^2 (4 pi^2)^3 / 6 ~ 1e-2 relative to
+    # u_t ~ 4 pi^2 = 40: the residual must sit well below u_t but a perturbation must not.
+    assert float(jnp.abs(r).max()) < 0.1
+    perturbed = u + 1e-2 * jnp.sin(6 * jnp.pi * centres)[None, :]
+    assert float(jnp.abs(porous_medium_residual(perturbed, t, problem, 1.0)).max()) > 1.0
