@@ -14,6 +14,7 @@ import dataclasses
 import difflib
 import importlib
 import typing
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -85,7 +86,7 @@ class ExperimentConfig(_Strict):
     evaluate: EvalConfig = EvalConfig()
 
 
-def load(path: str | Path, overrides: typing.Sequence[str] = ()) -> ExperimentConfig:
+def load(path: str | Path, overrides: Sequence[str] = ()) -> ExperimentConfig:
     """Read a YAML experiment config, apply ``key.sub=value`` overrides, and validate it."""
     return validate(ExperimentConfig, apply_overrides(read_yaml(path), overrides), where=str(path))
 
@@ -112,7 +113,7 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def apply_overrides(data: dict[str, Any], overrides: typing.Sequence[str]) -> dict[str, Any]:
+def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
     """Return a copy of `data` with each ``a.b.c=value`` override set (value parsed as YAML)."""
     data = _deep_copy(data)
     for item in overrides:
