@@ -5,9 +5,11 @@ Periodic problems ``u_t = L u + N(u)`` are `SpectralProblem` subclasses stepped 
 `KuramotoSivashinsky`, `AllenCahn`, `CahnHilliard`, `FisherKPP`, `GrayScott`, `SwiftHohenberg`,
 `NavierStokes2D`. Non-periodic problems: Darcy flow by finite differences (`solve_darcy`), the
 generalised porous-medium family by conservative finite volumes (`GeneralizedPorousMedium`), and
-the analytic families of constrained-generation papers (`sciml.pde.analytic`).
+the analytic families of constrained-generation papers (`sciml.pde.analytic`). Lattice-Boltzmann
+solvers live in `sciml.pde.lbm`.
 """
 
+from sciml.pde import lbm
 from sciml.pde.analytic import (
     HeatModeDataset,
     PorousMediumWaveDataset,
@@ -66,6 +68,7 @@ __all__ = [
     "darcy_residual",
     "diffusivity",
     "heat_mode",
+    "lbm",
     "porous_medium_mass",
     "porous_medium_residual",
     "porous_medium_wave",

@@ -1,0 +1,69 @@
+"""Isothermal lattice-Boltzmann solvers in JAX (sciml.pde.lbm).
+
+Velocity sets `D2Q9`, `D3Q19`, `D3Q27`; `BGK` and `TRT` collisions with Guo forcing; periodic
+streaming fused with collision; half-way bounce-back on solid masks (fixed or moving walls),
+Zou-He velocity/pressure, equilibrium and extrapolation-outflow edges; momentum-exchange forces;
+`LBMProblem.step` / `rollout` on one device and `sharded_rollout` split along x over a device mesh.
+
+Populations are ``(Q, *space)`` (channels-first: one contiguous field per population, the faster
+layout for the fused step), velocities ``(D, *space)``; lattice units (dx = dt = 1, cs2 = 1/3).
+
+Example:
+    >>> import jax.numpy as jnp
+    >>> from sciml.pde.lbm import BGK, D2Q9, LBMProblem
+    >>> problem = LBMProblem(lattice=D2Q9, shape=(128, 128), collision=BGK(tau=0.6))
+    >>> f = problem.equilibrium(jnp.ones((128, 128)), jnp.zeros((2, 128, 128)))
+    >>> rho, u = problem.rollout(f, 1000, save_every=100, observe=problem.macroscopic)
+    >>> u.shape  # 11 saved velocity fields
+    (11, 2, 128, 128)
+"""
+
+from sciml.pde.lbm.boundaries import (
+    Edge,
+    EquilibriumEdge,
+    OutflowEdge,
+    ZouHePressure,
+    ZouHeVelocity,
+)
+from sciml.pde.lbm.collision import BGK, TRT
+from sciml.pde.lbm.lattices import (
+    CS2,
+    D2Q9,
+    D3Q19,
+    D3Q27,
+    Lattice,
+    density,
+    equilibrium,
+    lattice_by_name,
+    macroscopic,
+)
+from sciml.pde.lbm.sharding import shard_populations, sharded_rollout, slab_mesh
+from sciml.pde.lbm.solver import Geometry, LBMProblem
+from sciml.pde.lbm.streaming import shift, stream_halo, stream_periodic
+
+__all__ = [
+    "BGK",
+    "CS2",
+    "D2Q9",
+    "D3Q19",
+    "D3Q27",
+    "Edge",
+    "EquilibriumEdge",
+    "Geometry",
+    "LBMProblem",
+    "Lattice",
+    "OutflowEdge",
+    "TRT",
+    "ZouHePressure",
+    "ZouHeVelocity",
+    "density",
+    "equilibrium",
+    "lattice_by_name",
+    "macroscopic",
+    "shard_populations",
+    "sharded_rollout",
+    "shift",
+    "slab_mesh",
+    "stream_halo",
+    "stream_periodic",
+]
