@@ -225,3 +225,16 @@ def test_batching_by_vmap_equals_a_loop():
     looped = jnp.stack([problem.rollout(u, 20, 10) for u in u0])
     np.testing.assert_allclose(np.asarray(batched), np.asarray(looped), rtol=1e-5, atol=1e-6)
     assert batched.shape == (3, 3, 64, 1) and batched.dtype == jnp.float32
+
+
+def test_navier_stokes_velocity_follows_the_vorticity_convention(x64):
+    # w = d_x v - d_y u with u = d_y psi, v = -d_x psi and Lap psi = -w (jax-cfd's convention):
+    # w = cos(y) has psi = cos(y), so u = -sin(y) and v = 0.
+    n = 16
+    y = np.arange(n) * 2 * np.pi / n
+    w = np.broadcast_to(np.cos(y)[None, :], (n, n))[..., None]
+    vel = np.asarray(NavierStokes2D(shape=(n, n)).velocity(jnp.asarray(w)))
+    np.testing.assert_allclose(
+        vel[..., 0], np.broadcast_to(-np.sin(y)[None, :], (n, n)), atol=1e-13
+    )
+    np.testing.assert_allclose(vel[..., 1], 0.0, atol=1e-13)
