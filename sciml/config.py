@@ -41,6 +41,9 @@ class DataConfig(_Strict):
     n_valid: int = Field(64, ge=1)
     n_test: int = Field(64, ge=1)
     fields: list[str] | None = None
+    target_fields: list[str] | None = (
+        None  # field-to-field maps (Darcy a -> u) instead of time steps
+    )
     input_steps: int = Field(1, ge=1)
     output_steps: int = Field(1, ge=1)
     dt_stride: int = Field(1, ge=1)

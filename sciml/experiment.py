@@ -92,11 +92,13 @@ def load_split(
     several resolutions share the primary's, so a model sees the same normalisation on each.
     """
     root = Path(root or data.path)
-    traj, _ = read_well(split_path(root, split, dataset_name(data)), data.fields)
+    wanted = None if data.fields is None else data.fields + (data.target_fields or [])
+    traj, _ = read_well(split_path(root, split, dataset_name(data)), wanted)
     stats = read_stats(Path(stats_root or root) / "stats.yaml") if data.normalize else None
     return WindowDataset(
         traj,
         fields=data.fields,
+        target_fields=data.target_fields,
         input_steps=data.input_steps,
         output_steps=data.output_steps,
         dt_stride=data.dt_stride,
@@ -147,6 +149,7 @@ def data_spec(data: DataConfig, dataset: WindowDataset) -> dict[str, Any]:
     x, y = dataset[0]
     return {
         "fields": dataset.fields,
+        "target_fields": dataset.target_fields,
         "input_steps": data.input_steps,
         "output_steps": data.output_steps,
         "dt_stride": data.dt_stride,
@@ -313,7 +316,7 @@ def write_report(
             path,
             pred[i],
             true[i],
-            dataset.denormalize(x[i]),
+            dataset.denormalize_input(x[i]),
             title=f"{exp.name}: {split} sample {i}",
         )
         figures.append(path.name)
@@ -363,4 +366,4 @@ def predict_split(
     x, y = dataset.get_batch(np.arange(min(n, len(dataset))))
     check_compatible(model, params, x, y, where=f"checkpoint {checkpoint}")
     out = np.asarray(jax.jit(model.apply)(params, jnp.asarray(x)))
-    return dataset.denormalize(x), dataset.denormalize(out), dataset.denormalize(y)
+    return dataset.denormalize_input(x), dataset.denormalize(out), dataset.denormalize(y)

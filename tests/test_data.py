@@ -275,3 +275,17 @@ def test_per_trajectory_scalars_round_trip(tmp_path):
         assert (
             f["scalars/nu"].attrs["sample_varying"] and not f["scalars/c"].attrs["sample_varying"]
         )
+
+
+def test_field_to_field_windows():
+    traj = _trajectories(n_traj=2, n_time=3)
+    stats = compute_stats(traj)
+    ds = WindowDataset(traj, fields=["velocity"], target_fields=["density"], stats=stats)
+    assert len(ds) == 6 and ds.channels == 2
+    x, y = ds.get_batch(np.array([4]))  # trajectory 1, time 1
+    np.testing.assert_allclose(ds.denormalize_input(x)[0], traj.fields["velocity"][1, 1], atol=1e-5)
+    np.testing.assert_allclose(
+        ds.denormalize(y)[0, ..., 0], traj.fields["density"][1, 1], atol=1e-5
+    )
+    with pytest.raises(DatasetError, match="field 'p' is not in the dataset"):
+        WindowDataset(traj, fields=["velocity"], target_fields=["p"])

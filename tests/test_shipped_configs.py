@@ -45,3 +45,33 @@ def test_non_periodic_configs_generate(name, overrides, tmp_path):
     traj, _ = read_well(split_path(root, "train", name))
     assert all(np.isfinite(v).all() for v in traj.fields.values())
     assert "mean" in read_stats(root / "stats.yaml")
+
+
+def test_darcy_trains_a_to_u(tmp_path):
+    import json
+
+    from sciml.experiment import train
+
+    overrides = [
+        "data.generator.n_solve=17",
+        "data.generator.resolution=17",
+        "data.resolutions=[9]",
+        "data.n_train=16",
+        "data.n_valid=8",
+        "data.n_test=8",
+        "data.chunk=8",
+        f"data.path={tmp_path}/darcy2d",
+        f"run_dir={tmp_path}/run",
+        "model.width=8",
+        "model.modes=4",
+        "train.steps=4",
+        "train.batch_size=8",
+        "train.eval_every=2",
+        "train.checkpoint_every=2",
+    ]
+    run_dir = train(config.load(REPO / "configs/darcy2d.yaml", overrides))
+    report = json.loads((run_dir / "report.json").read_text())
+    assert np.isfinite(report["metrics"]["rel_l2"]) and set(report["resolution_sweep"]) == {
+        "9",
+        "17",
+    }
