@@ -27,11 +27,12 @@ def test_fno_parameter_count_matches_the_formula(shape, modes, width, in_c, out_
     assert sum(p.size for p in jax.tree.leaves(params)) == expected
 
 
+@pytest.mark.parametrize("implementation", ["fft", "dft"])
 @pytest.mark.parametrize("shape", [(32,), (16, 20)])
-def test_spectral_conv_gives_the_same_function_at_two_resolutions(shape, x64):
+def test_spectral_conv_gives_the_same_function_at_two_resolutions(shape, implementation, x64):
     # A band-limited input (modes <= 3) sampled on two grids: the layer's output on the coarse grid,
     # resampled to the fine one, must equal its output on the fine grid to round-off.
-    layer = SpectralConv(out_channels=2, modes=(4,) * len(shape))
+    layer = SpectralConv(out_channels=2, modes=(4,) * len(shape), implementation=implementation)
     rng = np.random.default_rng(0)
     fine_shape = tuple(2 * n for n in shape)
     coords = np.meshgrid(*[fields.grid(n) for n in fine_shape], indexing="ij")
@@ -55,3 +56,28 @@ def test_fno_applies_at_any_resolution():
     params = model.init(jax.random.key(0), jnp.zeros((1, 64, 1)))
     for n in (8, 16, 64, 256):  # 8 and 16 points hold fewer than 8 modes: leading weights are used
         assert model.apply(params, jnp.ones((2, n, 1))).shape == (2, n, 1)
+
+
+@pytest.mark.parametrize(
+    ("shape", "modes"),
+    [((33,), (5,)), ((6,), (8,)), ((16, 15), (4, 8)), ((10, 12), (5, 7)), ((8, 6, 7), (3, 2, 4))],
+)
+def test_spectral_conv_dft_equals_fft_with_gradients(shape, modes, x64):
+    # Both implementations compute the same linear map; float64 round-off bounds the difference
+    # (odd sizes, Nyquist modes kept, and grids too coarse for the modes included).
+    x = jax.random.normal(jax.random.key(1), (2, *shape, 3))
+    fft, dft = (SpectralConv(4, modes, implementation=i) for i in ("fft", "dft"))
+    params = fft.init(jax.random.key(0), x)
+    np.testing.assert_allclose(dft.apply(params, x), fft.apply(params, x), rtol=0, atol=1e-12)
+
+    def grads(layer):
+        return jax.grad(lambda p, x: jnp.sum(jnp.sin(layer.apply(p, x))), argnums=(0, 1))(params, x)
+
+    for a, b in zip(jax.tree.leaves(grads(dft)), jax.tree.leaves(grads(fft))):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-11)
+
+
+def test_spectral_conv_rejects_an_unknown_implementation():
+    layer = SpectralConv(2, (4,), implementation="cufft")
+    with pytest.raises(ValueError, match="auto, fft or dft"):
+        layer.init(jax.random.key(0), jnp.zeros((1, 16, 1)))
