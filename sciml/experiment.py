@@ -38,6 +38,7 @@ from sciml.plotting import (
     plot_prediction,
     plot_resolution_sweep,
     plot_spectra,
+    plot_spectral_error_ratio,
     plot_training_curves,
 )
 from sciml.train import (
@@ -300,14 +301,16 @@ def write_report(
     with jax.set_mesh(mesh):
         params = replicate(params, mesh)
         results = evaluate_params(predict, params, dataset, exp.evaluate.batch_size, mesh)
-        sweep = {}
+        x, y = dataset.get_batch(np.arange(min(len(dataset), 64)))
+        pred = dataset.denormalize(np.asarray(predict(params, jnp.asarray(x))))
+        sweep, error_ratios = {}, {}
         roots = available_resolutions(exp.data, data_root)
         if len(roots) > 1:  # the same samples at several resolutions: how does the model hold up?
             for n, root in roots.items():
                 at_n = load_split(exp.data, split, root, stats_root=data_root or exp.data.path)
                 sweep[n] = evaluate_params(predict, params, at_n, exp.evaluate.batch_size, mesh)
-        x, y = dataset.get_batch(np.arange(min(len(dataset), 64)))
-        pred = dataset.denormalize(np.asarray(predict(params, jnp.asarray(x))))
+                diagnostics, error_ratios[n] = _aliasing_diagnostics(predict, params, at_n, pred)
+                sweep[n].update(diagnostics)
     true = dataset.denormalize(y)
     figures = []
     for i in range(min(n_plots, len(x))):
@@ -337,6 +340,13 @@ def write_report(
             title=f"{exp.name}: relative L2 across resolutions ({split})",
         )
         figures.append(f"resolution_sweep_{split}.png")
+        plot_spectral_error_ratio(
+            run_dir / f"aliasing_{split}.png",
+            error_ratios,
+            train_nyquist=min(meta["data"]["spatial_shape"]) // 2,
+            title=f"{exp.name}: error / truth energy per shell ({split})",
+        )
+        figures.append(f"aliasing_{split}.png")
     records = read_metrics(run_dir)
     if records:
         plot_training_curves(run_dir / "training_curves.png", records)
@@ -354,6 +364,26 @@ def write_report(
     }
     (run_dir / "report.json").write_text(json.dumps(report, indent=2))
     return report
+
+
+def _aliasing_diagnostics(
+    predict, params: Any, dataset: WindowDataset, reference: np.ndarray
+) -> tuple[dict[str, float], tuple[np.ndarray, np.ndarray]]:
+    """Aliasing diagnostics of a model on `dataset`'s grid, for the report's resolution sweep.
+
+    `reference` holds the predictions (physical units) for the same first samples on the grid the
+    report is made at. Returns ``({error_ratio_top_octave, consistency_rel_l2}, (k, ratio))``:
+    the mean error/truth energy ratio over the top octave of shells (k > k_max / 2), the relative
+    L2 between both predictions on the coarser grid, and the whole ratio spectrum.
+    """
+    x, y = dataset.get_batch(np.arange(min(len(dataset), len(reference))))
+    pred = dataset.denormalize(np.asarray(predict(params, jnp.asarray(x))))
+    k, ratio = metrics_lib.spectral_error_ratio(pred, dataset.denormalize(y))
+    summary = {
+        "error_ratio_top_octave": float(np.mean(ratio[k > k[-1] // 2])),
+        "consistency_rel_l2": metrics_lib.resolution_consistency(pred, reference[: len(pred)]),
+    }
+    return summary, (k, ratio)
 
 
 def predict_split(

@@ -100,13 +100,16 @@ def spectral_derivative(
 
 
 def energy_spectrum(
-    u: Float[Array | np.ndarray, "*batch_and_space c"], ndim: int
+    u: Float[Array | np.ndarray, "*batch_and_space c"], ndim: int, shells: str = "round"
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Shell-averaged energy spectrum ``E(k) = sum_{|kappa| in shell k} |u_hat(kappa)|^2 / 2``.
+    """Shell-summed energy spectrum ``E(k) = sum_{kappa in shell k} |u_hat(kappa)|^2 / 2``.
 
-    Shells are integer radii of the integer wavevector, k = 0..max(n)//2; the energy is summed over
-    channels and averaged over every leading (batch) axis. The FFT is normalised by the number of
-    grid points, so E does not depend on the resolution for a resolved field.
+    Shells are k = 0..max(n)//2: the rounded radius |kappa| of the integer wavevector
+    (``shells="round"``), or its largest component max_i |kappa_i| (``"square"``, the shells of
+    grid resolutions: shell k holds exactly the modes a grid of 2k points cannot represent
+    beyond). The energy is summed over channels and averaged over every leading (batch) axis.
+    The FFT is normalised by the number of grid points, so E does not depend on the resolution
+    for a resolved field.
 
     Returns:
         ``(k, E)``, each of shape (max(n)//2 + 1,).
@@ -117,7 +120,12 @@ def energy_spectrum(
     power = 0.5 * jnp.abs(spec) ** 2
     power = power.sum(axis=-1).reshape((-1, *shape)).mean(axis=0)
     kvec = np.meshgrid(*[np.fft.fftfreq(n, d=1.0 / n) for n in shape], indexing="ij")
-    radius = np.rint(np.sqrt(sum(k**2 for k in kvec))).astype(int)
+    if shells not in ("round", "square"):
+        raise ValueError(f"energy_spectrum: shells must be 'round' or 'square', got {shells!r}")
+    if shells == "round":
+        radius = np.rint(np.sqrt(sum(k**2 for k in kvec))).astype(int)
+    else:
+        radius = np.max(np.abs(np.stack(kvec)), axis=0).astype(int)
     n_shells = max(shape) // 2 + 1
     energy = np.bincount(radius.ravel(), weights=np.asarray(power).ravel(), minlength=n_shells)
     return np.arange(n_shells), energy[:n_shells]

@@ -8,6 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
+from sciml.fields import energy_spectrum, spectral_resample
 from sciml.losses import relative_lp
 
 _EPS = 1e-12
@@ -87,3 +88,36 @@ def all_metrics(pred: Batch, target: Batch) -> dict[str, Float[Array, ""]]:
     }
     out |= {f"frmse_{band}": v for band, v in fourier_band_rmse(pred, target).items()}
     return out
+
+
+def spectral_error_ratio(
+    pred: Float[Array | np.ndarray, "b *spatial c"],
+    target: Float[Array | np.ndarray, "b *spatial c"],
+) -> tuple[np.ndarray, np.ndarray]:
+    """Aliasing diagnostic: ``E_(pred - target)(k) / E_target(k)`` on square shells.
+
+    Shells k = max_i |kappa_i| (see `sciml.fields.energy_spectrum`); 1 means the error carries as
+    much energy as the truth at that wavenumber. Zero-shot super-resolution shows up as a ratio
+    rising by orders of magnitude above the training grid's Nyquist k.
+
+    Returns:
+        ``(k, ratio)``, each of shape (max(n)//2 + 1,).
+    """
+    ndim = np.ndim(target) - 2
+    k, e_err = energy_spectrum(jnp.asarray(pred) - jnp.asarray(target), ndim, shells="square")
+    _, e_true = energy_spectrum(target, ndim, shells="square")
+    # Shells whose true energy is below float32 round-off of the total hold no signal to compare.
+    return k, e_err / np.maximum(e_true, np.finfo(np.float32).eps * e_true.sum())
+
+
+def resolution_consistency(
+    pred_a: Float[Array | np.ndarray, "b *spatial_a c"],
+    pred_b: Float[Array | np.ndarray, "b *spatial_b c"],
+) -> float:
+    """Relative L2 between two predictions of the same samples made on two grids.
+
+    The finer prediction is spectrally resampled onto the coarser grid (the band both grids
+    represent) before comparing; 0 means the operator computed one function at both resolutions.
+    """
+    coarse, fine = sorted((jnp.asarray(pred_a), jnp.asarray(pred_b)), key=lambda a: a.size)
+    return float(relative_l2(spectral_resample(fine, coarse.shape[1:-1]), coarse))

@@ -101,3 +101,25 @@ def plot_resolution_sweep(
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def plot_spectral_error_ratio(
+    path: str | Path,
+    ratios: dict[int, tuple[np.ndarray, np.ndarray]],
+    train_nyquist: int | None = None,
+    title: str = "",
+) -> None:
+    """Error-to-truth energy ratio per square shell (log scale), one line per evaluation grid."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for n in sorted(ratios):
+        k, ratio = ratios[n]
+        ax.semilogy(k[1:], np.maximum(ratio[1:], 1e-12), label=f"{n} points")
+    if train_nyquist is not None:
+        ax.axvline(train_nyquist, color="0.6", ls="--", label="training Nyquist")
+    ax.set_xlabel("wavenumber k = max |k_i|")
+    ax.set_ylabel("E_error(k) / E_truth(k)")
+    ax.legend(fontsize=8)
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -48,12 +48,22 @@ def test_spectral_derivative_of_a_sine(order, x64):
     assert np.abs(du[0, :, 0] - exact).max() < 1e-9 * (3 * np.pi) ** order
 
 
-def test_energy_spectrum_obeys_parseval_and_is_resolution_independent(x64):
+@pytest.mark.parametrize("shells", ["round", "square"])
+def test_energy_spectrum_obeys_parseval_and_is_resolution_independent(shells, x64):
     u32 = _band_limited((32, 32), 4)
     u64 = _band_limited((64, 64), 4)
-    k, e32 = fields.energy_spectrum(jnp.asarray(u32), ndim=2)
-    _, e64 = fields.energy_spectrum(jnp.asarray(u64), ndim=2)
+    k, e32 = fields.energy_spectrum(jnp.asarray(u32), ndim=2, shells=shells)
+    _, e64 = fields.energy_spectrum(jnp.asarray(u64), ndim=2, shells=shells)
     assert np.isclose(e32.sum(), 0.5 * np.mean(u32**2), rtol=1e-12)
     assert np.allclose(e32, e64[: len(e32)], atol=1e-14) and np.allclose(
         e64[len(e32) :], 0, atol=1e-14
     )
+
+
+def test_square_shells_hold_each_mode_at_its_largest_component():
+    x = fields.grid(16)
+    u = np.cos(2 * np.pi * (3 * x[:, None] + 5 * x[None, :]))[None, ..., None]  # mode (3, 5)
+    _, square = fields.energy_spectrum(jnp.asarray(u), ndim=2, shells="square")
+    _, round_ = fields.energy_spectrum(jnp.asarray(u), ndim=2)
+    assert np.flatnonzero(square > 1e-8).tolist() == [5]
+    assert np.flatnonzero(round_ > 1e-8).tolist() == [6]  # |(3, 5)| = 5.83

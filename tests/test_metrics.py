@@ -2,7 +2,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from sciml import losses, metrics
+from sciml import fields, losses, metrics
 
 
 @pytest.fixture
@@ -43,3 +43,26 @@ def test_fourier_bands_locate_the_error():
     bands = metrics.fourier_band_rmse(jnp.asarray(pred), jnp.asarray(target))
     assert float(bands["low"]) < 1e-6 and float(bands["mid"]) < 1e-6
     assert np.isclose(float(bands["high"]), np.sqrt(0.5), rtol=1e-5)
+
+
+def test_spectral_error_ratio_locates_the_error_in_its_shell(x64):
+    x = fields.grid(32)
+    truth = sum(np.cos(2 * np.pi * k * x) / k for k in range(1, 16))[None, :, None]
+    pred = truth + 0.1 * np.cos(2 * np.pi * 12 * x)[None, :, None]
+    k, ratio = metrics.spectral_error_ratio(jnp.asarray(pred), jnp.asarray(truth))
+    # Error energy 0.1^2/4 against the truth's (1/12)^2/4 in shell 12, nothing elsewhere.
+    assert np.isclose(ratio[12], (0.1 * 12) ** 2, rtol=1e-10)
+    assert np.allclose(np.delete(ratio, 12), 0, atol=1e-20)
+
+
+def test_resolution_consistency_is_zero_for_one_band_limited_function(x64):
+    fine = fields.spectral_resample(
+        jnp.asarray(np.random.default_rng(0).normal(size=(2, 8, 1))), 64
+    )
+    coarse = fields.spectral_resample(fine, 16)
+    assert metrics.resolution_consistency(fine, coarse) < 1e-12
+    assert metrics.resolution_consistency(coarse, fine) < 1e-12
+    wiggle = fine + 0.1 * np.cos(np.pi * np.arange(64))[None, :, None]  # grid-scale mode only
+    assert metrics.resolution_consistency(wiggle, coarse) < 1e-12  # invisible on 16 points
+    shifted = fine.at[:, :, 0].add(0.1)
+    assert metrics.resolution_consistency(shifted, coarse) > 0.01

@@ -68,6 +68,13 @@ def test_multiresolution_training_end_to_end(tiny_config):
     assert sorted(sweep, key=int) == ["8", "16", "32"]
     assert all(np.isfinite(m["rel_l2"]) for m in sweep.values())
     assert (run_dir / "resolution_sweep_test.png").exists()
+    assert (run_dir / "aliasing_test.png").exists()
+    assert sweep["32"]["consistency_rel_l2"] < 1e-6  # the report's own grid against itself
+    assert all(
+        m["consistency_rel_l2"] > 0 and m["error_ratio_top_octave"] > 0
+        for m in sweep.values()
+        if m is not sweep["32"]
+    )
     with pytest.raises(DatasetError, match=r"asks for resolutions \[64\]"):
         train(
             config.load(
