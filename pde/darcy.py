@@ -224,6 +224,18 @@ class DarcyDataset:
                 f" {self.resolution - 1} (and resolution >= 3), so stored nodes are solver nodes"
             )
 
+    def physics_residual(
+        self, a: Float[Array, "b n n 1"], u: Float[Array, "b n n 1"]
+    ) -> Float[Array, ""]:
+        """PINO loss term: mean over interior nodes of ``((-div(a grad u) - f) / f)^2``.
+
+        Args:
+            a, u: coefficient and solution in physical units on a node grid of any size n.
+        """
+        apply = functools.partial(darcy_operator, face_mean=self.face_mean)
+        residual = jax.vmap(apply)(a[..., 0], u[..., 0]) - self.forcing
+        return jnp.mean(residual**2) / self.forcing**2
+
     def generate(self, key: Array, n_trajectories: int) -> Trajectories:
         """`n_trajectories` coefficient/solution pairs as (trajectory, 1, resolution, resolution)."""
         a, u = (np.asarray(v)[:, None] for v in self._solve(key, n_trajectories))

@@ -62,7 +62,11 @@ class TrainConfig(_Strict):
     weight_decay: float = Field(1e-5, ge=0)
     grad_clip: float | None = Field(1.0, gt=0)
     ema_decay: float | None = Field(None, gt=0, lt=1)
-    loss: Literal["relative_l2", "mse"] = "relative_l2"
+    loss: Literal["relative_l2", "mse", "relative_h1"] = "relative_l2"
+    # PINO-style: add physics_weight x the generator's mean squared PDE residual of the prediction.
+    physics_weight: float = Field(0.0, ge=0)
+    # Band-limited training: inputs and targets low-passed to |k_i| <= band_limit before the loss.
+    band_limit: int | None = Field(None, ge=1)
     log_every: int = Field(50, ge=1)
     eval_every: int = Field(250, ge=1)
     checkpoint_every: int = Field(250, ge=1)

@@ -31,8 +31,8 @@ from sciml.data import (
     shard_batch,
     split_path,
 )
-from sciml.errors import DatasetError, ShapeMismatchError
-from sciml.fields import energy_spectrum
+from sciml.errors import ConfigError, DatasetError, ShapeMismatchError
+from sciml.fields import energy_spectrum, lowpass
 from sciml.losses import LOSSES
 from sciml.plotting import (
     plot_prediction,
@@ -202,11 +202,7 @@ def train(cfg: ExperimentConfig) -> Path:
         TrainState.create(params, optimizer, state_key, ema=cfg.train.ema_decay is not None), mesh
     )
 
-    loss_of = LOSSES[cfg.train.loss]
-
-    def loss_fn(params, batch, key):
-        x, y = batch
-        return loss_of(model.apply(params, x), y), {}
+    loss_fn = training_loss(cfg, model, train_set)
 
     metadata = {
         "checkpoint_format": pretrained.FORMAT,
@@ -250,6 +246,36 @@ def train(cfg: ExperimentConfig) -> Path:
         run_dir, split=cfg.evaluate.split, extra={"train_seconds_this_session": train_seconds}
     )
     return run_dir
+
+
+def training_loss(cfg: ExperimentConfig, model: nn.Module, dataset: WindowDataset):
+    """``loss_fn(params, batch, key) -> (loss, aux)`` from `cfg.train`: data loss, optional
+    band limit and optional physics (PINO) term computed in physical units."""
+    loss_of, train = LOSSES[cfg.train.loss], cfg.train
+    physics = None
+    if train.physics_weight > 0:
+        physics = config_lib.build(cfg.data.generator or {}, where="data.generator")
+        if not hasattr(physics, "physics_residual"):
+            raise ConfigError(
+                f"train.physics_weight > 0 needs a generator with a physics residual;"
+                f" {cfg.data.generator.get('type')} has none (set train.physics_weight=0)"
+            )
+
+    def loss_fn(params, batch, key):
+        x, y = batch
+        if train.band_limit is not None:
+            x, y = (lowpass(v, train.band_limit, dataset.ndim) for v in (x, y))
+        pred = model.apply(params, x)
+        loss = loss_of(pred, y)
+        aux = {}
+        if physics is not None:
+            aux["physics"] = physics.physics_residual(
+                dataset.denormalize_input(x), dataset.denormalize(pred)
+            )
+            aux["data_loss"], loss = loss, loss + train.physics_weight * aux["physics"]
+        return loss, aux
+
+    return loss_fn
 
 
 def evaluate_params(

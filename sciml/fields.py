@@ -70,6 +70,27 @@ def spectral_resample(
     return u
 
 
+def lowpass(
+    u: Float[Array | np.ndarray, "*batch_and_space c"], max_wavenumber: int, ndim: int
+) -> Float[Array, "*batch_and_space c"]:
+    """Keep the Fourier modes with every ``|k_i| <= max_wavenumber`` of a periodic field; zero the rest.
+
+    Args:
+        u: field of shape (..., *spatial, c) with `ndim` spatial axes.
+    Returns:
+        The band-limited field, same shape.
+    """
+    axes = _spatial_axes(u, ndim)
+    spec = jnp.fft.rfftn(u, axes=axes)
+    keep = np.ones(spec.shape[axes[0] : axes[-1] + 1], bool)
+    for i, axis in enumerate(axes):
+        n = u.shape[axis]
+        k = np.abs(np.fft.rfftfreq(n, 1.0 / n) if i == ndim - 1 else np.fft.fftfreq(n, 1.0 / n))
+        keep &= (k <= max_wavenumber).reshape([-1 if j == i else 1 for j in range(ndim)])
+    keep = keep.reshape((1,) * axes[0] + keep.shape + (1,))
+    return jnp.fft.irfftn(spec * keep, s=[u.shape[a] for a in axes], axes=axes).astype(u.dtype)
+
+
 def spectral_derivative(
     u: Float[Array | np.ndarray, "*batch_and_space c"],
     axis: int,

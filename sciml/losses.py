@@ -28,4 +28,24 @@ def mse(pred: Float[Array, "b ..."], target: Float[Array, "b ..."]) -> Float[Arr
     return jnp.mean((pred - target) ** 2)
 
 
-LOSSES = {"relative_l2": relative_l2, "mse": mse}
+def relative_h1(
+    pred: Float[Array, "b *spatial c"], target: Float[Array, "b *spatial c"]
+) -> Float[Array, ""]:
+    """Mean over the batch of the relative H1 error ``|e|_H1 / |target|_H1``, e = pred - target.
+
+    ``|v|_H1^2 = sum v^2 + sum |grad v|^2`` with gradients by second-order finite differences
+    (one-sided at the edges) on a unit domain per axis (spacing 1/n), so the derivative term
+    weighs high wavenumbers as a Sobolev norm does, at any resolution.
+    """
+
+    def h1_squared(v: Array) -> Array:
+        total = jnp.sum(v**2, axis=tuple(range(1, v.ndim)))
+        for axis in range(1, v.ndim - 1):
+            grad = jnp.gradient(v, 1.0 / v.shape[axis], axis=axis)
+            total = total + jnp.sum(grad**2, axis=tuple(range(1, v.ndim)))
+        return total
+
+    return jnp.mean(jnp.sqrt(h1_squared(pred - target) / (h1_squared(target) + _EPS)))
+
+
+LOSSES = {"relative_l2": relative_l2, "mse": mse, "relative_h1": relative_h1}

@@ -66,3 +66,25 @@ def test_resolution_consistency_is_zero_for_one_band_limited_function(x64):
     assert metrics.resolution_consistency(wiggle, coarse) < 1e-12  # invisible on 16 points
     shifted = fine.at[:, :, 0].add(0.1)
     assert metrics.resolution_consistency(shifted, coarse) > 0.01
+
+
+def test_relative_h1_weighs_an_error_by_its_wavenumber(x64):
+    x = fields.grid(128)
+    target = jnp.asarray(np.sin(2 * np.pi * x)[None, :, None])
+    error = 0.01 * np.sin(2 * np.pi * 8 * x)[None, :, None]
+    assert float(losses.relative_h1(target, target)) == 0.0
+    # |sin(2 pi k x)|_H1^2 ~ (1 + (2 pi k)^2) / 2; central differences shrink 2 pi k by
+    # sin(2 pi k / n) n / (2 pi k) (0.974 at k = 8, n = 128), so compare with that factor.
+    k_eff = np.sin(2 * np.pi * 8 / 128) * 128
+    expected = 0.01 * np.sqrt((1 + k_eff**2) / (1 + (2 * np.pi) ** 2))
+    assert np.isclose(float(losses.relative_h1(target + error, target)), expected, rtol=0.01)
+
+
+def test_lowpass_keeps_exactly_the_band(x64):
+    x, y = np.meshgrid(fields.grid(32), fields.grid(16), indexing="ij")
+    low = np.cos(2 * np.pi * (3 * x - 2 * y))
+    high = np.sin(2 * np.pi * (3 * x + 5 * y)) + np.cos(2 * np.pi * 9 * x)
+    u = jnp.asarray((low + high)[None, ..., None])
+    out = fields.lowpass(u, 4, ndim=2)
+    np.testing.assert_allclose(out[0, ..., 0], low, atol=1e-12)
+    np.testing.assert_allclose(fields.lowpass(out, 4, ndim=2), out, atol=1e-12)

@@ -68,9 +68,14 @@ def test_darcy_trains_a_to_u(tmp_path):
         "train.batch_size=8",
         "train.eval_every=2",
         "train.checkpoint_every=2",
+        "train.log_every=1",
+        "train.loss=relative_h1",
+        "train.physics_weight=0.01",  # PINO-style term, logged next to the data loss
     ]
     run_dir = train(config.load(REPO / "configs/darcy2d.yaml", overrides))
     report = json.loads((run_dir / "report.json").read_text())
+    logged = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert any("physics" in r and "data_loss" in r for r in logged)
     assert np.isfinite(report["metrics"]["rel_l2"]) and set(report["resolution_sweep"]) == {
         "9",
         "17",

@@ -1,6 +1,7 @@
 """Random-access (input, target) windows cut from trajectories, channels-last and normalised."""
 
 import numpy as np
+from jaxtyping import Array
 
 from sciml.data.stats import channel_stats
 from sciml.data.well import Trajectories
@@ -105,14 +106,16 @@ class WindowDataset:
         x, y = self.get_batch(np.array([index]))
         return x[0], y[0]
 
-    def denormalize(self, y: np.ndarray) -> np.ndarray:
+    def denormalize(self, y: Array | np.ndarray) -> Array | np.ndarray:
         """Undo the normalisation of a target-shaped array (..., n_out * C_out)."""
         return self._undo(y, self.out_columns)
 
-    def denormalize_input(self, x: np.ndarray) -> np.ndarray:
+    def denormalize_input(self, x: Array | np.ndarray) -> Array | np.ndarray:
         """Undo the normalisation of an input-shaped array (..., n_in * C_in)."""
         return self._undo(x, self.in_columns)
 
-    def _undo(self, a: np.ndarray, columns: list[int]) -> np.ndarray:
+    def _undo(self, a: Array | np.ndarray, columns: list[int]) -> Array | np.ndarray:
         reps = a.shape[-1] // len(columns)
-        return a * np.tile(self.std[columns], reps) + np.tile(self.mean[columns], reps)
+        shape = (1,) * (np.ndim(a) - 1) + (-1,)  # explicit, so jax arrays need no rank promotion
+        std = np.tile(self.std[columns], reps).reshape(shape)
+        return a * std + np.tile(self.mean[columns], reps).reshape(shape)
