@@ -1,8 +1,32 @@
-"""Neural operators (sciml.operators): FNO-family models.
+"""Neural operators (sciml.operators): FNO-family, U-shaped and convolutional models, probabilistic heads.
 
 Multi-resolution training and resolution evaluation are tracked in their own issue.
 """
 
+from sciml.operators.cno import CNO
 from sciml.operators.fno import FNO, positional_grid
+from sciml.operators.heads import (
+    GaussianField,
+    GaussianHead,
+    ProbabilisticOperator,
+    to_gaussians,
+)
+from sciml.operators.tfno import TFNO, FactorizedSpectralConv
+from sciml.operators.unet import UNet
+from sciml.operators.uno import UNO, FourierLayer, fourier_resample
 
-__all__ = ["FNO", "positional_grid"]
+__all__ = [
+    "CNO",
+    "FNO",
+    "TFNO",
+    "UNO",
+    "FactorizedSpectralConv",
+    "FourierLayer",
+    "GaussianField",
+    "GaussianHead",
+    "ProbabilisticOperator",
+    "UNet",
+    "fourier_resample",
+    "positional_grid",
+    "to_gaussians",
+]

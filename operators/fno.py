@@ -39,7 +39,8 @@ class FNO(nn.Module):
         ndim = x.ndim - 2
         if ndim not in (1, 2, 3):
             raise ValueError(
-                f"FNO expects (batch, *spatial, channels) with 1-3 spatial axes, got {x.shape}"
+                f"{type(self).__name__} expects (batch, *spatial, channels) with 1-3 spatial axes,"
+                f" got {x.shape}"
             )
         modes = (self.modes,) * ndim if isinstance(self.modes, int) else tuple(self.modes)
         if self.positional_grid:
@@ -50,7 +51,11 @@ class FNO(nn.Module):
             x = jnp.concatenate([x, coords], axis=-1)
         v = nn.Dense(self.width)(x)
         for layer in range(self.n_layers):
-            v = SpectralConv(self.width, modes)(v) + nn.Dense(self.width)(v)
+            v = self.integral_operator(modes)(v) + nn.Dense(self.width)(v)
             if layer < self.n_layers - 1:
                 v = gelu(v)
         return MLP((self.projection_width, self.out_channels))(v)
+
+    def integral_operator(self, modes: tuple[int, ...]) -> nn.Module:
+        """The kernel integral K of one Fourier layer (variants such as `TFNO` swap it)."""
+        return SpectralConv(self.width, modes)
