@@ -1,3 +1,86 @@
-"""Diffusion and flow matching (sciml.diffusion): FLEX, ECI and PCFM samplers live here."""
+"""Diffusion and flow matching (sciml.diffusion): FLEX, ECI and PCFM samplers live here.
 
-__all__: list[str] = []
+The core, one concern per module:
+
+- `schedules`: probability paths ``x_t = alpha(t) x0 + sigma(t) eps`` on t in [0, 1], t = 0 the
+  data (`CosineVP`, `EDM`, `FlowMatching`, `StochasticInterpolant`; `karras_sigmas`).
+- `parameterization`: eps / x0 / v / flow-velocity / EDM-preconditioned networks and exact
+  conversions between them (`to_x0`, `to_eps`, `convert`, `edm_preconditioning`, `denoise`).
+- `losses`: `diffusion_loss` and `flow_matching_loss` with L2 / L1 / Huber penalties and uniform,
+  sigmoid (Kingma & Gao) and EDM weightings.
+- `samplers`: `ddim`, `edm_heun`, `flow_euler`, `flow_ode` (diffrax), and `ensemble`.
+- `residual`: `Residual` diffusion around a base (`upsample_base`, `last_snapshot_base`,
+  `regression_base`).
+
+The network contract is ``apply_fn(params, x_t, t, cond) -> prediction`` with x_t channels-last
+(batch, *spatial, c), t of shape (batch,) and cond any pytree or None.
+"""
+
+from sciml.diffusion.losses import (
+    diffusion_loss,
+    edm_weight,
+    flow_matching_loss,
+    pointwise_loss,
+    sigmoid_weight,
+    uniform_weight,
+)
+from sciml.diffusion.parameterization import (
+    EDMCoefficients,
+    convert,
+    denoise,
+    edm_preconditioning,
+    from_x0_eps,
+    network_inputs,
+    network_target,
+    network_to_x0_eps,
+    predict,
+    to_eps,
+    to_x0,
+    to_x0_eps,
+)
+from sciml.diffusion.residual import Residual, last_snapshot_base, regression_base, upsample_base
+from sciml.diffusion.samplers import ddim, edm_heun, ensemble, flow_euler, flow_ode
+from sciml.diffusion.schedules import (
+    EDM,
+    CosineVP,
+    FlowMatching,
+    Schedule,
+    StochasticInterpolant,
+    karras_sigmas,
+)
+
+__all__ = [
+    "EDM",
+    "CosineVP",
+    "EDMCoefficients",
+    "FlowMatching",
+    "Residual",
+    "Schedule",
+    "StochasticInterpolant",
+    "convert",
+    "ddim",
+    "denoise",
+    "diffusion_loss",
+    "edm_heun",
+    "edm_preconditioning",
+    "edm_weight",
+    "ensemble",
+    "flow_euler",
+    "flow_matching_loss",
+    "flow_ode",
+    "from_x0_eps",
+    "karras_sigmas",
+    "last_snapshot_base",
+    "network_inputs",
+    "network_target",
+    "network_to_x0_eps",
+    "pointwise_loss",
+    "predict",
+    "regression_base",
+    "sigmoid_weight",
+    "to_eps",
+    "to_x0",
+    "to_x0_eps",
+    "uniform_weight",
+    "upsample_base",
+]
