@@ -26,6 +26,23 @@ from sciml.pde.lbm.boundaries import (
     ZouHeVelocity,
 )
 from sciml.pde.lbm.collision import BGK, TRT
+from sciml.pde.lbm.compressible import (
+    COMPRESSIBLE_VELOCITIES,
+    SOD_CASES,
+    CompressibleMoments,
+    CompressibleProblem,
+    CompressibleState,
+    LevermoreSolution,
+    UniformState,
+    compressible_moments,
+    compressible_weights,
+    cylinder_initial_state,
+    f_equilibrium,
+    g_equilibrium,
+    sod_initial_state,
+    sod_interface,
+    solve_levermore,
+)
 from sciml.pde.lbm.lattices import (
     CS2,
     D2Q9,
@@ -36,6 +53,14 @@ from sciml.pde.lbm.lattices import (
     equilibrium,
     lattice_by_name,
     macroscopic,
+)
+from sciml.pde.lbm.riemann import (
+    EulerState,
+    RiemannSolution,
+    RiemannStar,
+    riemann_solution,
+    riemann_star,
+    sample_riemann,
 )
 from sciml.pde.lbm.sharding import shard_populations, sharded_rollout, slab_mesh
 from sciml.pde.lbm.solver import Geometry, LBMProblem
@@ -66,4 +91,25 @@ __all__ = [
     "slab_mesh",
     "stream_halo",
     "stream_periodic",
+    "COMPRESSIBLE_VELOCITIES",
+    "SOD_CASES",
+    "CompressibleMoments",
+    "CompressibleProblem",
+    "CompressibleState",
+    "EulerState",
+    "LevermoreSolution",
+    "RiemannSolution",
+    "RiemannStar",
+    "UniformState",
+    "compressible_moments",
+    "compressible_weights",
+    "cylinder_initial_state",
+    "f_equilibrium",
+    "g_equilibrium",
+    "riemann_solution",
+    "riemann_star",
+    "sample_riemann",
+    "sod_initial_state",
+    "sod_interface",
+    "solve_levermore",
 ]
