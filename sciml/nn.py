@@ -1,6 +1,8 @@
-"""Generic flax.linen layers shared by the domains: spectral convolution and pointwise MLPs."""
+"""Generic flax.linen layers shared by the domains: spectral convolution, MLPs and the blocks of
+diffusion backbones (ResBlocks, time / parameter embeddings, transformer blocks)."""
 
 import functools
+import math
 from collections.abc import Callable, Sequence
 
 import flax.linen as nn
@@ -190,3 +192,140 @@ class MLP(nn.Module):
             if i < len(self.features) - 1:
                 x = self.activation(x)
         return x
+
+
+# Diffusion backbones' building blocks (ADM / U-ViT style), shared by FLEX and its baselines.
+
+_CONV_PADDING = {"zeros": "SAME", "circular": "CIRCULAR"}
+
+
+def conv(
+    features: int, ndim: int, padding: str = "zeros", kernel: int = 3, zero: bool = False
+) -> nn.Conv:
+    """A `kernel`^ndim convolution; zero-initialised when `zero` (its block starts as identity)."""
+    if padding not in _CONV_PADDING:
+        raise ValueError(f"padding must be one of {sorted(_CONV_PADDING)}, got {padding!r}")
+    init = {"kernel_init": nn.initializers.zeros_init()} if zero else {}
+    return nn.Conv(features, (kernel,) * ndim, padding=_CONV_PADDING[padding], **init)
+
+
+def group_norm(channels: int, groups: int = 32) -> nn.GroupNorm:
+    """GroupNorm with gcd(groups, channels) groups, so that narrow test models stay valid."""
+    return nn.GroupNorm(num_groups=math.gcd(groups, channels))
+
+
+def resample_dyadic(x: Float[Array, "b *spatial c"], mode: str) -> Float[Array, "b *out c"]:
+    """Halve ("down": 2^d average pooling) or double ("up": nearest) every spatial axis."""
+    ndim = x.ndim - 2
+    if mode == "down":
+        return nn.avg_pool(x, (2,) * ndim, strides=(2,) * ndim)
+    if mode == "up":
+        for axis in range(1, ndim + 1):
+            x = jnp.repeat(x, 2, axis=axis)
+        return x
+    if mode == "none":
+        return x
+    raise ValueError(f"resample must be 'none', 'down' or 'up', got {mode!r}")
+
+
+def _per_sample(v: Float[Array, "b c"], ndim: int) -> Float[Array, "b *ones c"]:
+    """(b, c) -> (b, 1, ..., 1, c) for broadcasting over `ndim` spatial axes."""
+    return jnp.expand_dims(v, tuple(range(1, ndim + 1)))
+
+
+class ResBlock(nn.Module):
+    """Residual block with adaptive GroupNorm (Dhariwal & Nichol 2021, "scale-shift norm").
+
+    ``h = conv(SiLU(GN(x)))``, then ``h = GN(h) (1 + s) + b`` with ``(s, b) = Dense(SiLU(emb))``,
+    then ``x' + zero_conv(SiLU(h))``. ``resample`` "down" / "up" halves / doubles the grid of
+    both branches between the first norm and the first conv; the skip branch ``x'`` is a
+    `skip_kernel`^d conv when the channel count changes, else the identity. The last conv is
+    zero-initialised, so the block starts as (a projection of) the identity. Without `emb` the
+    modulation is left out.
+
+    Input (batch, *spatial, c_in) [+ emb (batch, e)] -> (batch, *spatial', features), 1-3 axes.
+    """
+
+    features: int
+    resample: str = "none"
+    groups: int = 32
+    padding: str = "zeros"
+    skip_kernel: int = 1
+
+    @nn.compact
+    def __call__(
+        self, x: Float[Array, "b *spatial ci"], emb: Float[Array, "b e"] | None = None
+    ) -> Float[Array, "b *out co"]:
+        ndim = x.ndim - 2
+        h = nn.silu(group_norm(x.shape[-1], self.groups)(x))
+        h, x = resample_dyadic(h, self.resample), resample_dyadic(x, self.resample)
+        h = conv(self.features, ndim, self.padding)(h)
+        h = group_norm(self.features, self.groups)(h)
+        if emb is not None:
+            scale, shift = jnp.split(nn.Dense(2 * self.features)(nn.silu(emb)), 2, axis=-1)
+            h = h * (1 + _per_sample(scale, ndim)) + _per_sample(shift, ndim)
+        h = conv(self.features, ndim, self.padding, zero=True)(nn.silu(h))
+        if x.shape[-1] != self.features:
+            x = conv(self.features, ndim, self.padding, kernel=self.skip_kernel)(x)
+        return x + h
+
+
+class FourierTimeEmbedding(nn.Module):
+    """Random Fourier features of the diffusion time followed by an MLP.
+
+    ``phi(t) = sqrt(2) cos(2 pi (f t + p))`` with `n_fourier` fixed frequencies
+    ``f ~ N(0, scale^2)`` and phases ``p ~ U(0, 1)`` drawn from `seed` (constants of the
+    architecture, not parameters: the same in every checkpoint and untouched by weight decay),
+    then ``Dense(2 features) -> SiLU -> Dense(features)``.
+
+    Input t (batch,) -> (batch, features).
+    """
+
+    features: int
+    n_fourier: int | None = None
+    scale: float = 1.0
+    seed: int = 0
+
+    @nn.compact
+    def __call__(self, t: Float[Array, " b"]) -> Float[Array, "b f"]:
+        rng = np.random.default_rng(self.seed)
+        n = self.n_fourier or self.features
+        freqs = (self.scale * rng.normal(size=(1, n))).astype(t.dtype)
+        phases = rng.uniform(size=(1, n)).astype(t.dtype)
+        phi = np.sqrt(2.0) * jnp.cos(2 * np.pi * (t[:, None] * freqs + phases))
+        return MLP((2 * self.features, self.features), activation=nn.silu)(phi)
+
+
+class ParameterEmbedding(nn.Module):
+    """Embedding of physical parameters (e.g. Re / 40000): ``Dense -> SiLU -> Dense``.
+
+    Input (batch, p) -> (batch, features); `hidden` defaults to 2 * features.
+    """
+
+    features: int
+    hidden: int | None = None
+
+    @nn.compact
+    def __call__(self, p: Float[Array, "b p"]) -> Float[Array, "b f"]:
+        hidden = self.hidden or 2 * self.features
+        return MLP((hidden, self.features), activation=nn.silu)(p)
+
+
+class TransformerBlock(nn.Module):
+    """Pre-LN transformer block: ``x + MHSA(LN(x))``, then ``x + MLP(LN(x))`` (GELU, D -> r D -> D).
+
+    Input (batch, tokens, d) -> (batch, tokens, d); d must be divisible by `num_heads`.
+    """
+
+    num_heads: int
+    mlp_ratio: float = 2.0
+
+    @nn.compact
+    def __call__(self, x: Float[Array, "b n d"]) -> Float[Array, "b n d"]:
+        d = x.shape[-1]
+        if d % self.num_heads:
+            raise ValueError(f"token width {d} is not divisible by num_heads={self.num_heads}")
+        h = nn.LayerNorm(epsilon=1e-6)(x)
+        x = x + nn.MultiHeadDotProductAttention(num_heads=self.num_heads)(h)
+        h = nn.LayerNorm(epsilon=1e-6)(x)
+        return x + MLP((int(d * self.mlp_ratio), d))(h)
