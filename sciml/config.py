@@ -62,7 +62,11 @@ class TrainConfig(_Strict):
     weight_decay: float = Field(1e-5, ge=0)
     grad_clip: float | None = Field(1.0, gt=0)
     ema_decay: float | None = Field(None, gt=0, lt=1)
-    loss: Literal["relative_l2", "mse", "relative_h1"] = "relative_l2"
+    # crps / nll: for models with a Gaussian head (sciml.operators.ProbabilisticOperator).
+    loss: Literal["relative_l2", "mse", "relative_h1", "crps", "nll"] = "relative_l2"
+    # Gaussian heads only: project onto conservation (spatial mean of each output channel) inside
+    # the loss. "dppl" is ProbHardE2E (see sciml.operators.probharde2e).
+    projection: Literal["none", "dppl", "probconserv"] = "none"
     # PINO-style: add physics_weight x the generator's mean squared PDE residual of the prediction.
     physics_weight: float = Field(0.0, ge=0)
     # Band-limited training: inputs and targets low-passed to |k_i| <= band_limit before the loss.
@@ -79,6 +83,8 @@ class EvalConfig(_Strict):
     split: Literal["train", "valid", "test"] = "test"
     batch_size: int = Field(64, ge=1)
     n_plots: int = Field(3, ge=0)
+    # Gaussian heads: observation-noise variance (normalised units) of the ProbConserv update.
+    probconserv_noise: float = Field(1e-3, gt=0)
 
 
 class ExperimentConfig(_Strict):

@@ -34,6 +34,8 @@ from sciml.data import (
 from sciml.errors import ConfigError, DatasetError, ShapeMismatchError
 from sciml.fields import energy_spectrum, lowpass
 from sciml.losses import LOSSES
+from sciml.operators import GaussianField
+from sciml.operators.probharde2e import PROJECTIONS, gaussian_loss, probabilistic_metrics
 from sciml.plotting import (
     plot_prediction,
     plot_resolution_sweep,
@@ -174,6 +176,7 @@ def check_compatible(
             f"{where}: the model cannot take inputs of shape {x.shape[1:]} ({type(err).__name__});"
             " the checkpoint was trained on data with another number of channels or dimensions"
         ) from None
+    out = out.mean if isinstance(out, GaussianField) else out
     if out.shape != y.shape:
         raise ShapeMismatchError(
             f"{where}: the model outputs {out.shape[1:]} per sample but the dataset targets are"
@@ -212,7 +215,7 @@ def train(cfg: ExperimentConfig) -> Path:
         "config": cfg.model_dump(mode="json"),
     }
     checkpointer = Checkpointer(run_dir / "checkpoints", keep=cfg.train.keep_checkpoints)
-    predict = jax.jit(model.apply)
+    predict = jax.jit(point_predictor(model))
     if cfg.data.train_mix:
         batch_for_step, _ = multiresolution_batches(cfg, mesh)
     else:
@@ -251,7 +254,7 @@ def train(cfg: ExperimentConfig) -> Path:
 def training_loss(cfg: ExperimentConfig, model: nn.Module, dataset: WindowDataset):
     """``loss_fn(params, batch, key) -> (loss, aux)`` from `cfg.train`: data loss, optional
     band limit and optional physics (PINO) term computed in physical units."""
-    loss_of, train = LOSSES[cfg.train.loss], cfg.train
+    loss_of, train = LOSSES.get(cfg.train.loss), cfg.train
     physics = None
     if train.physics_weight > 0:
         physics = config_lib.build(cfg.data.generator or {}, where="data.generator")
@@ -266,7 +269,17 @@ def training_loss(cfg: ExperimentConfig, model: nn.Module, dataset: WindowDatase
         if train.band_limit is not None:
             x, y = (lowpass(v, train.band_limit, dataset.ndim) for v in (x, y))
         pred = model.apply(params, x)
-        loss = loss_of(pred, y)
+        if isinstance(pred, GaussianField) != (train.loss in ("crps", "nll")):
+            raise ConfigError(
+                "train.loss crps / nll go with a Gaussian head (sciml.operators."
+                "ProbabilisticOperator) and the other losses with point predictions;"
+                f" got train.loss={train.loss} for {type(model).__name__}"
+            )
+        if isinstance(pred, GaussianField):
+            loss = gaussian_loss(pred, y, loss=train.loss, projection=train.projection)
+            pred = pred.mean
+        else:
+            loss = loss_of(pred, y)
         aux = {}
         if physics is not None:
             aux["physics"] = physics.physics_residual(
@@ -276,6 +289,56 @@ def training_loss(cfg: ExperimentConfig, model: nn.Module, dataset: WindowDatase
         return loss, aux
 
     return loss_fn
+
+
+def point_predictor(model: nn.Module):
+    """``(params, x) -> prediction``: the model's output, or its mean for a Gaussian head."""
+
+    def predict(params, x):
+        out = model.apply(params, x)
+        return out.mean if isinstance(out, GaussianField) else out
+
+    return predict
+
+
+def evaluate_probabilistic(
+    model: nn.Module, params: Any, dataset: WindowDataset, exp: ExperimentConfig
+) -> dict[str, dict[str, float]]:
+    """Sample-weighted probabilistic metrics of a Gaussian-head model under every projection.
+
+    Rows: "none" (the head as is), "dppl" (hard conservation projection; post hoc unless the
+    model was trained with it) and "probconserv" (soft update, `evaluate.probconserv_noise`).
+    """
+    scale = dataset.std[dataset.out_columns]
+    scale = np.tile(scale, dataset.get_batch(np.arange(1))[1].shape[-1] // len(scale))
+
+    @jax.jit
+    def batch_metrics(params, x, y):
+        field = model.apply(params, x)
+        return {
+            p: probabilistic_metrics(
+                field, y, p, scale, noise_variance=exp.evaluate.probconserv_noise
+            )
+            for p in PROJECTIONS
+        }
+
+    totals: dict[str, dict[str, float]] = {p: {} for p in PROJECTIONS}
+    size = exp.evaluate.batch_size
+    for start in range(0, len(dataset), size):
+        indices = np.arange(start, min(start + size, len(dataset)))
+        x, y = dataset.get_batch(indices)
+        rows = jax.device_get(batch_metrics(params, jnp.asarray(x), jnp.asarray(y)))
+        for p, metrics in rows.items():
+            for name, value in metrics.items():
+                if name == "constraint_error":
+                    totals[p][name] = max(totals[p].get(name, 0.0), float(value))
+                else:
+                    totals[p][name] = totals[p].get(name, 0.0) + float(value) * len(indices)
+    count = len(dataset)
+    return {
+        p: {k: (v if k == "constraint_error" else v / count) for k, v in m.items()}
+        for p, m in totals.items()
+    }
 
 
 def evaluate_params(
@@ -323,10 +386,15 @@ def write_report(
             " evaluate it on data with the fields it was trained on"
         )
     mesh = make_mesh()
-    predict = jax.jit(model.apply)
+    predict = jax.jit(point_predictor(model))
     with jax.set_mesh(mesh):
         params = replicate(params, mesh)
         results = evaluate_params(predict, params, dataset, exp.evaluate.batch_size, mesh)
+        probabilistic = None
+        if isinstance(
+            jax.eval_shape(model.apply, params, dataset.get_batch(np.arange(1))[0]), GaussianField
+        ):
+            probabilistic = evaluate_probabilistic(model, params, dataset, exp)
         x, y = dataset.get_batch(np.arange(min(len(dataset), 64)))
         pred = dataset.denormalize(np.asarray(predict(params, jnp.asarray(x))))
         sweep, error_ratios = {}, {}
@@ -384,6 +452,7 @@ def write_report(
         "checkpoint_step": meta.get("step"),
         "metrics": results,
         "resolution_sweep": {str(n): m for n, m in sweep.items()},
+        **({"probabilistic": probabilistic} if probabilistic else {}),
         "figures": figures,
         "sciml_version": sciml.__version__,
         **(extra or {}),
@@ -421,5 +490,5 @@ def predict_split(
     dataset = load_split(exp.data, split, data_root)
     x, y = dataset.get_batch(np.arange(min(n, len(dataset))))
     check_compatible(model, params, x, y, where=f"checkpoint {checkpoint}")
-    out = np.asarray(jax.jit(model.apply)(params, jnp.asarray(x)))
+    out = np.asarray(jax.jit(point_predictor(model))(params, jnp.asarray(x)))
     return dataset.denormalize_input(x), dataset.denormalize(out), dataset.denormalize(y)

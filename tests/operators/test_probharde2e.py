@@ -1,0 +1,97 @@
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from sciml import config
+from sciml.operators import GaussianField
+from sciml.operators.probharde2e import (
+    conservation_matrix,
+    conserved_totals,
+    gaussian_loss,
+    probabilistic_metrics,
+    project_field,
+)
+
+
+def _field(rank: int | None, shape=(3, 10, 2)):
+    keys = jax.random.split(jax.random.key(0), 4)
+    mean = jax.random.normal(keys[0], shape)
+    variance = jnp.exp(jax.random.normal(keys[1], shape))
+    factor = None if rank is None else 0.5 * jax.random.normal(keys[2], (*shape, rank))
+    return GaussianField(mean, variance, factor), jax.random.normal(keys[3], shape)
+
+
+@pytest.mark.parametrize("rank", [None, 2])
+def test_dppl_conserves_exactly_and_differentiates(rank):
+    field, y = _field(rank)
+    post = project_field(field, conserved_totals(y), "dppl")
+    matrix = jnp.asarray(conservation_matrix((10,), 2))
+    residual = jax.vmap(lambda m: matrix @ m)(post.mean) - conserved_totals(y)
+    assert float(jnp.abs(residual).max()) < 1e-5  # float32 round-off of means of O(1) values
+    # The projected variance of each conserved mean is zero: A Sigma' A^T = 0.
+    along = jax.vmap(lambda g: matrix @ g.cov.matmul(matrix.T))(post)
+    assert float(jnp.abs(along).max()) < 1e-5
+
+    def loss(mean, field):
+        return gaussian_loss(field._replace(mean=mean), y, projection="dppl")
+
+    grad = jax.grad(loss)(field.mean, field)
+    assert bool(jnp.all(jnp.isfinite(grad)))
+    # With an isotropic covariance the projection is orthogonal: moving every point of a channel
+    # by the same amount (a direction the constraint fixes) changes nothing.
+    iso = GaussianField(field.mean, jnp.ones_like(field.variance))
+    shift = jnp.zeros_like(field.mean).at[..., 0].add(0.3)
+    assert np.isclose(float(loss(iso.mean + shift, iso)), float(loss(iso.mean, iso)), rtol=1e-5)
+
+
+def test_probconserv_tends_to_the_hard_projection():
+    field, y = _field(None)
+    totals = conserved_totals(y)
+    hard = project_field(field, totals, "dppl").mean
+    soft = [
+        project_field(field, totals, "probconserv", noise_variance=s).mean for s in (1e-1, 1e-5)
+    ]
+    assert float(jnp.abs(soft[1] - hard).max()) < 1e-3 < float(jnp.abs(soft[0] - hard).max())
+
+
+def test_coverage_of_a_calibrated_gaussian_is_nominal():
+    # The truth drawn from the predicted Gaussian: coverage of the 90% interval is 0.9 up to
+    # Monte-Carlo error sqrt(0.9 * 0.1 / 40000) = 0.0015 (bound: 4 of those).
+    keys = jax.random.split(jax.random.key(1), 2)
+    mean = jax.random.normal(keys[0], (4, 100, 100, 1))
+    std = 0.3 * jnp.ones_like(mean)
+    y = mean + std * jax.random.normal(keys[1], mean.shape)
+    out = probabilistic_metrics(GaussianField(mean, std**2), y, "none", np.ones(1))
+    assert abs(float(out["coverage90"]) - 0.9) < 0.006
+    # For y ~ N(m, s^2), E CRPS = E|X - y| - E|X - X'| / 2 = 2 s / sqrt(pi) - s / sqrt(pi).
+    assert np.isclose(float(out["crps"]), 0.3 / np.sqrt(np.pi), rtol=0.01)
+
+
+def test_probharde2e_trains_end_to_end(tiny_config):
+    from sciml.experiment import train
+
+    overrides = [
+        "model={type: sciml.operators.ProbabilisticOperator, out_channels: 1, covariance: lowrank,"
+        " rank: 2, features: 8, backbone: {type: sciml.operators.FNO, modes: 4, width: 8,"
+        " n_layers: 2, projection_width: 16}}",
+        "train.loss=crps",
+        "train.projection=dppl",
+        "train.steps=6",
+    ]
+    run_dir = train(config.load(tiny_config, overrides))
+    report = json.loads((run_dir / "report.json").read_text())
+    rows = report["probabilistic"]
+    assert set(rows) == {"none", "dppl", "probconserv"}
+    assert rows["dppl"]["constraint_error"] < 1e-5 < rows["none"]["constraint_error"]
+    assert np.isfinite(report["metrics"]["rel_l2"])
+
+
+def test_a_probabilistic_loss_needs_a_gaussian_head(tiny_config):
+    from sciml.errors import ConfigError
+    from sciml.experiment import train
+
+    with pytest.raises(ConfigError, match="go with a Gaussian head"):
+        train(config.load(tiny_config, ["train.loss=crps", "train.steps=2"]))
