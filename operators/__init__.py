@@ -13,7 +13,7 @@ from sciml.operators.heads import (
 )
 from sciml.operators.tfno import TFNO, FactorizedSpectralConv
 from sciml.operators.unet import UNet
-from sciml.operators.uno import UNO, FourierLayer, fourier_resample
+from sciml.operators.uno import UNO, FourierLayer
 
 __all__ = [
     "CNO",
@@ -26,7 +26,6 @@ __all__ = [
     "GaussianHead",
     "ProbabilisticOperator",
     "UNet",
-    "fourier_resample",
     "positional_grid",
     "to_gaussians",
 ]

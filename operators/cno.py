@@ -6,8 +6,8 @@ import flax.linen as nn
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
+from sciml.fields import spectral_resample
 from sciml.nn import gelu
-from sciml.operators.uno import fourier_resample
 
 
 def antialiased_gelu(
@@ -22,7 +22,7 @@ def antialiased_gelu(
     in_shape = tuple(v.shape[1:-1])
     out_shape = in_shape if out_shape is None else tuple(out_shape)
     fine = tuple(2 * max(a, b) for a, b in zip(in_shape, out_shape, strict=True))
-    return fourier_resample(gelu(fourier_resample(v, fine)), out_shape)
+    return spectral_resample(gelu(spectral_resample(v, fine)), out_shape)
 
 
 def _conv(features: int, ndim: int) -> nn.Conv:
@@ -58,7 +58,7 @@ class CNO(nn.Module):
     coarsest grid; up blocks back through the same grids, each concatenated with the encoder's
     features on that grid after they pass `n_res` residual blocks (the skip connections), then an
     invariant `CNOBlock`; a final 3-point convolution to `out_channels`. Every grid change is a
-    spectral resampling (`fourier_resample`), every convolution periodic. No normalisation layers
+    spectral resampling (`spectral_resample`), every convolution periodic. No normalisation layers
     (no batch statistics to carry).
 
     Resolution: convolution kernels are discrete (3 grid points), so the map is learnt at the
@@ -87,7 +87,7 @@ class CNO(nn.Module):
         in_grid = tuple(x.shape[1:-1])
         if self.resolution is not None:
             res = self.resolution
-            x = fourier_resample(x, (res,) * ndim if isinstance(res, int) else tuple(res))
+            x = spectral_resample(x, (res,) * ndim if isinstance(res, int) else tuple(res))
         widths, n_levels = tuple(self.widths), len(self.widths) - 1
         grid = tuple(x.shape[1:-1])
         if any(n % 2**n_levels for n in grid):
@@ -112,5 +112,5 @@ class CNO(nn.Module):
             v = CNOBlock(widths[level])(jnp.concatenate([v, skips[level]], axis=-1))
         out = _conv(self.out_channels, ndim)(v)
         if self.resolution is not None:
-            out = fourier_resample(out, in_grid)
+            out = spectral_resample(out, in_grid)
         return out

@@ -1,10 +1,6 @@
-"""Tensorised FNO: Fourier layers whose complex weights are a CP (canonical polyadic) factorisation.
+"""Tensorised FNO: Fourier layers whose complex weights are a CP (canonical polyadic) factorisation."""
 
-Also holds the Fourier-layer plumbing shared with UNO (`spectral_apply`): transform, keep the
-low-mode corners, contract, and invert onto a grid that may differ from the input's.
-"""
-
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import flax.linen as nn
 import jax
@@ -12,72 +8,8 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
+from sciml.nn import spectral_apply, take_corners
 from sciml.operators.fno import FNO
-
-# (spectral block (b, c_in, *kept), kept modes per axis) -> (b, c_out, *kept)
-Contraction = Callable[[Array, tuple[int, ...]], Array]
-
-
-def kept_modes(
-    modes: Sequence[int], in_shape: tuple[int, ...], out_shape: tuple[int, ...]
-) -> tuple[int, ...]:
-    """Modes per sign that both grids can hold: n // 2 on full axes, n // 2 + 1 on the rfft axis."""
-    last = len(modes) - 1
-    return tuple(
-        min(m, n_in // 2 + (i == last), n_out // 2 + (i == last))
-        for i, (m, n_in, n_out) in enumerate(zip(modes, in_shape, out_shape, strict=True))
-    )
-
-
-def take_corners(a: Array, axis: int, k: int, n: int) -> Array:
-    """Rows 0..k-1 and n-k..n-1 of `a` along `axis`, as one block [positive | negative]."""
-    pos = jax.lax.slice_in_dim(a, 0, k, axis=axis)
-    neg = jax.lax.slice_in_dim(a, n - k, n, axis=axis)
-    return jnp.concatenate([pos, neg], axis=axis)
-
-
-def spectral_apply(
-    v: Float[Array, "b *spatial ci"],
-    contract: Contraction,
-    modes: Sequence[int],
-    out_shape: tuple[int, ...] | None = None,
-) -> Float[Array, "b *out_spatial co"]:
-    """``IFFT_out( contract( FFT(v)[kept modes] ) )``: a Fourier layer onto a grid of `out_shape`.
-
-    Coefficients use the ``norm="forward"`` convention (the forward transform divides by the number
-    of points), so a band-limited function gives the same coefficients on every grid and the output
-    is the same function whatever the input and output resolutions: kept modes are truncated to
-    what both grids hold, the rest of the output spectrum is zero (spectral zero-padding).
-
-    Args:
-        v: channels-last input.
-        contract: maps the kept spectral block (b, c_in, *kept) to (b, c_out, *kept); the non-last
-            axes hold [modes 0..k-1 | modes -k..-1], the last axis modes 0..k-1.
-        modes: modes per sign per axis (the rfft axis keeps modes 0..m-1).
-        out_shape: output grid; the input's grid when None.
-    Returns:
-        Channels-last output on `out_shape`.
-    """
-    ndim = v.ndim - 2
-    in_shape = v.shape[1:-1]
-    out_shape = in_shape if out_shape is None else tuple(out_shape)
-    kept = kept_modes(modes, in_shape, out_shape)
-    axes = tuple(range(2, 2 + ndim))
-    # Channels-first so the FFTs run over contiguous trailing axes (much faster on CPU).
-    spec = jnp.fft.rfftn(jnp.moveaxis(v, -1, 1), axes=axes, norm="forward")
-    for i in range(ndim - 1):
-        spec = take_corners(spec, 2 + i, kept[i], in_shape[i])
-    out = contract(spec[..., : kept[-1]], kept)
-    for i in range(ndim - 1):
-        # Zeros between the corners via pad: keeps the batch sharding of `out` (jnp.zeros would not).
-        pos = jax.lax.slice_in_dim(out, 0, kept[i], axis=2 + i)
-        neg = jax.lax.slice_in_dim(out, kept[i], 2 * kept[i], axis=2 + i)
-        widths = [(0, 0)] * out.ndim
-        widths[2 + i] = (0, out_shape[i] - 2 * kept[i])
-        out = jnp.concatenate([jnp.pad(pos, widths), neg], axis=2 + i)
-    out = jnp.pad(out, [(0, 0)] * (out.ndim - 1) + [(0, out_shape[-1] // 2 + 1 - kept[-1])])
-    result = jnp.fft.irfftn(out, s=out_shape, axes=axes, norm="forward")
-    return jnp.moveaxis(result, 1, -1).astype(v.dtype)
 
 
 def cp_rank(rank: float | int, modes: Sequence[int], c_in: int, c_out: int) -> int:

@@ -8,68 +8,9 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
-from sciml.nn import MLP, gelu
+from sciml.fields import spectral_resample
+from sciml.nn import MLP, gelu, spectral_apply, take_corners
 from sciml.operators.fno import positional_grid
-from sciml.operators.tfno import spectral_apply, take_corners
-
-
-def _resample_spectrum(spec: Array, axis: int, n_in: int, n_out: int, last: bool) -> Array:
-    """Truncate or zero-pad the spectrum of one axis from grid `n_in` to grid `n_out`.
-
-    Modes 0..h and -h..-1, h = (min(n_in, n_out) - 1) // 2, are kept as they are, so down-sampling
-    drops the new grid's Nyquist mode and nothing aliases; up-sampling an even grid splits its
-    Nyquist mode evenly between +n_in/2 and -n_in/2, the real interpolant. On the rfft (`last`)
-    axis only the non-negative half is stored.
-    """
-    half = (min(n_in, n_out) - 1) // 2
-    pos = jax.lax.slice_in_dim(spec, 0, half + 1, axis=axis)
-    split_nyquist = n_out > n_in and n_in % 2 == 0
-    if split_nyquist:
-        nyquist = jax.lax.slice_in_dim(spec, n_in // 2, n_in // 2 + 1, axis=axis) / 2
-        pos = jnp.concatenate([pos, nyquist], axis=axis)
-    widths = [(0, 0)] * spec.ndim
-    # Zeros by jnp.pad keep the batch sharding of `spec` (scattering into jnp.zeros would not).
-    if last:
-        widths[axis] = (0, n_out // 2 + 1 - pos.shape[axis])
-        return jnp.pad(pos, widths)
-    neg = jax.lax.slice_in_dim(spec, n_in - half, n_in, axis=axis)
-    if split_nyquist:
-        neg = jnp.concatenate([nyquist, neg], axis=axis)
-    widths[axis] = (0, n_out - pos.shape[axis] - neg.shape[axis])
-    return jnp.concatenate([jnp.pad(pos, widths), neg], axis=axis)
-
-
-def fourier_resample(
-    u: Float[Array, "b *spatial c"], shape: Sequence[int]
-) -> Float[Array, "b *new_spatial c"]:
-    """Resample a periodic channels-last batch onto the grid `shape` by spectral truncation/padding.
-
-    Same result as `sciml.fields.spectral_resample` (down-sampling drops every mode the new grid
-    cannot hold, its Nyquist mode included; up-sampling splits an even input's Nyquist mode), but
-    one rfftn / irfftn pair over all axes, built from slices and pads only, so it also runs on
-    batches sharded over an explicit mesh axis.
-
-    Args:
-        u: field of shape (batch, *spatial, c).
-        shape: new spatial shape, one entry per spatial axis.
-    Returns:
-        Field of shape (batch, *shape, c).
-    """
-    in_shape, shape = tuple(u.shape[1:-1]), tuple(shape)
-    if len(shape) != len(in_shape):
-        raise ValueError(f"shape {shape} given for a field of shape {u.shape}")
-    if shape == in_shape:
-        return u
-    ndim = len(shape)
-    axes = tuple(range(2, 2 + ndim))
-    # Channels-first so the FFTs run over contiguous trailing axes; "forward" norm: the
-    # coefficients of a function do not depend on the grid, so no rescaling is needed.
-    spec = jnp.fft.rfftn(jnp.moveaxis(u, -1, 1), axes=axes, norm="forward")
-    for i, (n_in, n_out) in enumerate(zip(in_shape, shape, strict=True)):
-        if n_in != n_out:
-            spec = _resample_spectrum(spec, 2 + i, n_in, n_out, last=i == ndim - 1)
-    out = jnp.fft.irfftn(spec, s=shape, axes=axes, norm="forward")
-    return jnp.moveaxis(out, 1, -1).astype(u.dtype)
 
 
 class FourierLayer(nn.Module):
@@ -77,7 +18,7 @@ class FourierLayer(nn.Module):
 
     K is a spectral convolution (dense complex weights over the kept modes, as `SpectralConv`)
     evaluated onto the output grid by inverse rfftn with ``s=out_shape``: modes are truncated when
-    coarsening and zero-padded when refining. I is `fourier_resample` onto `out_shape` and W a
+    coarsening and zero-padded when refining. I is `sciml.fields.spectral_resample` onto `out_shape` and W a
     pointwise linear map (applied on the coarser of the two grids: the two commute exactly).
     A band-limited input below the kept modes gives the same output function on every grid.
     Parameters: ``2^d prod(m) c_in c_out + c_in c_out + c_out``.
@@ -114,9 +55,9 @@ class FourierLayer(nn.Module):
 
         pointwise = nn.Dense(c_out)
         if np.prod(out_shape) <= np.prod(in_shape):
-            skip = pointwise(fourier_resample(v, out_shape))
+            skip = pointwise(spectral_resample(v, out_shape))
         else:
-            skip = fourier_resample(pointwise(v), out_shape)
+            skip = spectral_resample(pointwise(v), out_shape)
         return spectral_apply(v, contract, self.modes, out_shape) + skip
 
 

@@ -5,6 +5,7 @@ dimensions `ndim` (the spatial axes are the `ndim` axes before the channel axis)
 change in the project goes through `spectral_resample`.
 """
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
@@ -27,28 +28,30 @@ def _spatial_axes(u: Array | np.ndarray, ndim: int) -> tuple[int, ...]:
     return tuple(range(u.ndim - 1 - ndim, u.ndim - 1))
 
 
-def _resample_axis(u: Array | np.ndarray, axis: int, n_out: int) -> Array:
-    """Band-limited resampling of one periodic axis by truncating or zero-padding its spectrum.
+def _resample_spectrum(spec: Array, axis: int, n_in: int, n_out: int, last: bool) -> Array:
+    """Truncate or zero-pad the spectrum of one axis from grid `n_in` to grid `n_out`.
 
-    Down-sampling drops every mode the new grid cannot hold, its Nyquist mode included, so nothing
-    aliases. Up-sampling splits an even input's Nyquist mode evenly between +k and -k, which keeps
-    the interpolant real and exact.
+    Modes 0..h and -h..-1, h = (min(n_in, n_out) - 1) // 2, are kept as they are, so down-sampling
+    drops the new grid's Nyquist mode and nothing aliases; up-sampling an even grid splits its
+    Nyquist mode evenly between +n_in/2 and -n_in/2, the real interpolant. On the rfft (`last`)
+    axis only the non-negative half is stored.
     """
-    n_in = u.shape[axis]
-    if n_in == n_out:
-        return u
-    spec = jnp.moveaxis(jnp.fft.fft(u, axis=axis), axis, -1)
-    m = min(n_in, n_out)
-    half = (m - 1) // 2  # modes 1..half on each side are kept as they are
-    out = jnp.zeros(spec.shape[:-1] + (n_out,), dtype=spec.dtype)
-    out = out.at[..., : half + 1].set(spec[..., : half + 1])
-    if half:
-        out = out.at[..., n_out - half :].set(spec[..., n_in - half :])
-    if n_out > n_in and n_in % 2 == 0:
-        nyquist = spec[..., n_in // 2] / 2
-        out = out.at[..., n_in // 2].set(nyquist).at[..., n_out - n_in // 2].set(nyquist)
-    resampled = jnp.fft.ifft(out, axis=-1).real * (n_out / n_in)
-    return jnp.moveaxis(resampled, -1, axis).astype(u.dtype)
+    half = (min(n_in, n_out) - 1) // 2
+    pos = jax.lax.slice_in_dim(spec, 0, half + 1, axis=axis)
+    split_nyquist = n_out > n_in and n_in % 2 == 0
+    if split_nyquist:
+        nyquist = jax.lax.slice_in_dim(spec, n_in // 2, n_in // 2 + 1, axis=axis) / 2
+        pos = jnp.concatenate([pos, nyquist], axis=axis)
+    widths = [(0, 0)] * spec.ndim
+    # Zeros by jnp.pad keep the batch sharding of `spec` (scattering into jnp.zeros would not).
+    if last:
+        widths[axis] = (0, n_out // 2 + 1 - pos.shape[axis])
+        return jnp.pad(pos, widths)
+    neg = jax.lax.slice_in_dim(spec, n_in - half, n_in, axis=axis)
+    if split_nyquist:
+        neg = jnp.concatenate([nyquist, neg], axis=axis)
+    widths[axis] = (0, n_out - pos.shape[axis] - neg.shape[axis])
+    return jnp.concatenate([jnp.pad(pos, widths), neg], axis=axis)
 
 
 def spectral_resample(
@@ -57,6 +60,9 @@ def spectral_resample(
     """Resample a periodic channels-last field onto a grid of `shape` by Fourier truncation/padding.
 
     A field band-limited below both grids' Nyquist frequencies is reproduced to round-off.
+    Down-sampling drops every mode the new grid cannot hold (its Nyquist mode included), so
+    nothing aliases; up-sampling splits an even grid's Nyquist mode between +k and -k. One
+    rfftn / irfftn pair built from slices and pads, so batches sharded over a mesh stay sharded.
 
     Args:
         u: field of shape (..., *spatial, c).
@@ -65,9 +71,21 @@ def spectral_resample(
         Field of shape (..., *shape, c).
     """
     shape = (shape,) if isinstance(shape, int) else tuple(shape)
-    for axis, n_out in zip(_spatial_axes(u, len(shape)), shape, strict=True):
-        u = _resample_axis(u, axis, n_out)
-    return u
+    ndim = len(shape)
+    spatial_axes = _spatial_axes(u, ndim)
+    in_shape = tuple(u.shape[a] for a in spatial_axes)
+    if in_shape == shape:
+        return jnp.asarray(u)
+    # Channels before space so the FFTs run over contiguous trailing axes; "forward" norm: the
+    # coefficients of a function do not depend on the grid, so no rescaling is needed.
+    v = jnp.moveaxis(jnp.asarray(u), -1, spatial_axes[0])
+    axes = tuple(range(v.ndim - ndim, v.ndim))
+    spec = jnp.fft.rfftn(v, axes=axes, norm="forward")
+    for i, (n_in, n_out) in enumerate(zip(in_shape, shape, strict=True)):
+        if n_in != n_out:
+            spec = _resample_spectrum(spec, axes[i], n_in, n_out, last=i == ndim - 1)
+    out = jnp.fft.irfftn(spec, s=shape, axes=axes, norm="forward")
+    return jnp.moveaxis(out, spatial_axes[0], -1).astype(u.dtype)
 
 
 def lowpass(

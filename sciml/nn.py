@@ -17,26 +17,70 @@ def gelu(x: Array) -> Array:
     return jax.nn.gelu(x, approximate=True)
 
 
-def _kept_modes(n: int, modes: int, last: bool) -> int:
-    """How many modes per sign an axis of `n` points can hold (grids too coarse keep fewer)."""
-    return min(modes, n // 2 + 1) if last else min(modes, n // 2)
+# (spectral block (b, c_in, *kept), kept modes per axis) -> (b, c_out, *kept)
+Contraction = Callable[[Array, tuple[int, ...]], Array]
 
 
-def _take_kept(a: Array, axis: int, m: int, full: int | None = None) -> Array:
-    """Modes 0..m-1 and -m..-1 of `a` along `axis` as one block [positive | negative]."""
-    n = a.shape[axis] if full is None else full
-    pos = jax.lax.slice_in_dim(a, 0, m, axis=axis)
-    neg = jax.lax.slice_in_dim(a, n - m, n, axis=axis)
+def kept_modes(
+    modes: Sequence[int], in_shape: tuple[int, ...], out_shape: tuple[int, ...]
+) -> tuple[int, ...]:
+    """Modes per sign that both grids can hold: n // 2 on full axes, n // 2 + 1 on the rfft axis."""
+    last = len(modes) - 1
+    return tuple(
+        min(m, n_in // 2 + (i == last), n_out // 2 + (i == last))
+        for i, (m, n_in, n_out) in enumerate(zip(modes, in_shape, out_shape, strict=True))
+    )
+
+
+def take_corners(a: Array, axis: int, k: int, n: int) -> Array:
+    """Rows 0..k-1 and n-k..n-1 of `a` along `axis`, as one block [positive | negative]."""
+    pos = jax.lax.slice_in_dim(a, 0, k, axis=axis)
+    neg = jax.lax.slice_in_dim(a, n - k, n, axis=axis)
     return jnp.concatenate([pos, neg], axis=axis)
 
 
-def _place_kept(block: Array, axis: int, m: int, n: int) -> Array:
-    """Inverse of `_take_kept`: spread [positive | negative] over an axis of `n` modes, zeros between."""
-    pos = jax.lax.slice_in_dim(block, 0, m, axis=axis)
-    neg = jax.lax.slice_in_dim(block, m, 2 * m, axis=axis)
-    widths = [(0, 0)] * block.ndim
-    widths[axis] = (0, n - 2 * m)
-    return jnp.concatenate([jnp.pad(pos, widths), neg], axis=axis)
+def spectral_apply(
+    v: Float[Array, "b *spatial ci"],
+    contract: Contraction,
+    modes: Sequence[int],
+    out_shape: tuple[int, ...] | None = None,
+) -> Float[Array, "b *out_spatial co"]:
+    """``IFFT_out( contract( FFT(v)[kept modes] ) )``: a Fourier layer onto a grid of `out_shape`.
+
+    Coefficients use the ``norm="forward"`` convention (the forward transform divides by the number
+    of points), so a band-limited function gives the same coefficients on every grid and the output
+    is the same function whatever the input and output resolutions: kept modes are truncated to
+    what both grids hold, the rest of the output spectrum is zero (spectral zero-padding).
+
+    Args:
+        v: channels-last input.
+        contract: maps the kept spectral block (b, c_in, *kept) to (b, c_out, *kept); the non-last
+            axes hold [modes 0..k-1 | modes -k..-1], the last axis modes 0..k-1.
+        modes: modes per sign per axis (the rfft axis keeps modes 0..m-1).
+        out_shape: output grid; the input's grid when None.
+    Returns:
+        Channels-last output on `out_shape`.
+    """
+    ndim = v.ndim - 2
+    in_shape = v.shape[1:-1]
+    out_shape = in_shape if out_shape is None else tuple(out_shape)
+    kept = kept_modes(modes, in_shape, out_shape)
+    axes = tuple(range(2, 2 + ndim))
+    # Channels-first so the FFTs run over contiguous trailing axes (much faster on CPU).
+    spec = jnp.fft.rfftn(jnp.moveaxis(v, -1, 1), axes=axes, norm="forward")
+    for i in range(ndim - 1):
+        spec = take_corners(spec, 2 + i, kept[i], in_shape[i])
+    out = contract(spec[..., : kept[-1]], kept)
+    for i in range(ndim - 1):
+        # Zeros between the corners via pad: keeps the batch sharding of `out` (jnp.zeros would not).
+        pos = jax.lax.slice_in_dim(out, 0, kept[i], axis=2 + i)
+        neg = jax.lax.slice_in_dim(out, kept[i], 2 * kept[i], axis=2 + i)
+        widths = [(0, 0)] * out.ndim
+        widths[2 + i] = (0, out_shape[i] - 2 * kept[i])
+        out = jnp.concatenate([jnp.pad(pos, widths), neg], axis=2 + i)
+    out = jnp.pad(out, [(0, 0)] * (out.ndim - 1) + [(0, out_shape[-1] // 2 + 1 - kept[-1])])
+    result = jnp.fft.irfftn(out, s=out_shape, axes=axes, norm="forward")
+    return jnp.moveaxis(result, 1, -1).astype(v.dtype)
 
 
 def _dft_matrices(n: int, kept: int, last: bool, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
@@ -105,43 +149,27 @@ class SpectralConv(nn.Module):
         w_im = self.param("weight_imag", nn.initializers.uniform(scale), wshape)
 
         spatial = v.shape[1:-1]
-        kept = [
-            _kept_modes(n, m, last=i == ndim - 1)
-            for i, (n, m) in enumerate(zip(spatial, self.modes, strict=True))
-        ]
+        kept = kept_modes(self.modes, spatial, spatial)
         for i in range(ndim - 1):
-            w_re = _take_kept(w_re, i, kept[i], full=2 * self.modes[i])
-            w_im = _take_kept(w_im, i, kept[i], full=2 * self.modes[i])
+            w_re = take_corners(w_re, i, kept[i], 2 * self.modes[i])
+            w_im = take_corners(w_im, i, kept[i], 2 * self.modes[i])
         w_re, w_im = w_re[..., : kept[-1], :, :], w_im[..., : kept[-1], :, :]
         implementation = self.implementation
         if implementation == "auto":
             implementation = "dft" if jax.default_backend() == "cpu" else "fft"
         if implementation == "dft":
             return _spectral_conv_dft(v, w_re, w_im, kept)
-        return _spectral_conv_fft(v, jax.lax.complex(w_re, w_im), kept)
+        weight = jax.lax.complex(w_re, w_im)
+        # Written out per dimension: einsum's "..." cannot sit between named axes on both operands.
+        letters = "xyz"[:ndim]
+        return spectral_apply(
+            v,
+            lambda block, _: jnp.einsum(f"bi{letters},{letters}io->bo{letters}", block, weight),
+            self.modes,
+        )
 
 
-def _spectral_conv_fft(v: Array, weight: Array, kept: list[int]) -> Array:
-    """SpectralConv through rfftn / irfftn; `weight` already cut to the `kept` modes."""
-    ndim = v.ndim - 2
-    spatial = v.shape[1:-1]
-    # Channels-first so the FFTs run over contiguous trailing axes (much faster on CPU).
-    axes = tuple(range(2, 2 + ndim))
-    spec = jnp.fft.rfftn(jnp.moveaxis(v, -1, 1), axes=axes)
-    for i in range(ndim - 1):
-        spec = _take_kept(spec, 2 + i, kept[i])
-    spec = spec[..., : kept[-1]]
-    # Written out per dimension: einsum's "..." cannot sit between named axes on both operands.
-    letters = "xyz"[:ndim]
-    out = jnp.einsum(f"bi{letters},{letters}io->bo{letters}", spec, weight)
-    for i in range(ndim - 1):
-        out = _place_kept(out, 2 + i, kept[i], spatial[i])
-    out = jnp.pad(out, [(0, 0)] * (out.ndim - 1) + [(0, spatial[-1] // 2 + 1 - kept[-1])])
-    result = jnp.fft.irfftn(out, s=spatial, axes=axes)
-    return jnp.moveaxis(result, 1, -1).astype(v.dtype)
-
-
-def _spectral_conv_dft(v: Array, w_re: Array, w_im: Array, kept: list[int]) -> Array:
+def _spectral_conv_dft(v: Array, w_re: Array, w_im: Array, kept: tuple[int, ...]) -> Array:
     """SpectralConv through truncated DFTs in real arithmetic; weights cut to the `kept` modes.
 
     Complex intermediates carry a (re, im) axis `r`/`s` after the batch axis.

@@ -5,9 +5,9 @@ import pytest
 
 from sciml import fields
 from sciml.data import shard_batch
+from sciml.fields import spectral_resample
 from sciml.operators import CNO, FNO, TFNO, UNO, FactorizedSpectralConv, FourierLayer, UNet
 from sciml.operators.tfno import cp_rank
-from sciml.operators.uno import fourier_resample
 from sciml.train import make_mesh, replicate
 
 # Small presets, initialised under jit with an "rbg" key: threefry's initialisers take XLA:CPU
@@ -20,7 +20,7 @@ PRESETS = {
     "unet": lambda: UNet(out_channels=2, widths=(4, 8), groups=2),
 }
 # The reference resampler, compiled once per shape (run eagerly it compiles every primitive).
-_spectral_resample = jax.jit(fields.spectral_resample, static_argnums=1)
+_spectral_resample = jax.jit(spectral_resample, static_argnums=1)
 SHAPES = {"tfno": [(16,), (8, 12), (8, 8, 6)], "uno": [(20,), (12, 10), (8, 6, 7)]}
 SHAPES["cno"] = SHAPES["unet"] = [(16,), (8, 16), (8, 8, 4)]
 
@@ -169,21 +169,9 @@ def test_cno_with_a_native_resolution_gives_one_function_at_every_resolution():
     # 16^2 and 32^2 give outputs that agree after resampling; float32 FFT round-off ~1e-6.
     model = CNO(out_channels=2, widths=(4, 8), n_res=1, n_res_neck=1, resolution=16)
     fine = jnp.asarray(_band_limited((32, 32), 3), dtype=jnp.float32)
-    coarse = fourier_resample(fine, (16, 16))
+    coarse = spectral_resample(fine, (16, 16))
     params = jax.jit(model.init)(jax.random.key(0, impl=KEY), coarse)
     apply = jax.jit(model.apply)
     out_fine = apply(params, fine)
-    out_coarse = fourier_resample(apply(params, coarse), (32, 32))
+    out_coarse = spectral_resample(apply(params, coarse), (32, 32))
     assert np.abs(out_coarse - out_fine).max() < 1e-5 * np.abs(out_fine).max()
-
-
-@pytest.mark.parametrize(
-    ("shape", "new"),
-    [((12, 10), (24, 7)), ((9, 8), (6, 18)), ((9, 9), (16, 4))],  # up/down, even/odd, both axes
-)
-def test_fourier_resample_equals_fields_spectral_resample(shape, new):
-    u = jax.random.normal(jax.random.key(0), (2, *shape, 3))
-    expected = _spectral_resample(u, new)
-    np.testing.assert_allclose(
-        jax.jit(fourier_resample, static_argnums=1)(u, new), expected, atol=1e-5
-    )
