@@ -20,6 +20,7 @@ SHIPPED = {
         "configs/burgers1d.yaml",
         [
             "data.train_mix={256: 0.1, 128: 0.2, 64: 0.3, 32: 0.4}",
+            "data.path=data/burgers1d_multires",
             "run_dir=runs/burgers1d_multires",
         ],
     ),
