@@ -11,6 +11,7 @@ from pathlib import Path
 
 from sciml import config, pretrained
 from sciml.experiment import train
+from sciml.pde.lbm import train_neurde
 
 # name: (config, overrides)
 SHIPPED = {
@@ -39,13 +40,20 @@ SHIPPED = {
         ],
     ),
     "pme_dppl_fno": ("configs/probharde2e_pme.yaml", []),
+    "neurde_sod2": ("configs/neurde_sod2.yaml", []),  # trained by sciml.pde.lbm.train_neurde
 }
 
 
 def main() -> None:
     for name in sys.argv[1:] or SHIPPED:
         path, overrides = SHIPPED[name]
-        run_dir = train(config.load(path, overrides))
+        raw = config.read_yaml(path)
+        if raw.pop("task", None) == "neurde":
+            cfg = config.apply_overrides(raw, overrides)
+            train_neurde(cfg)
+            run_dir = Path(cfg["run_dir"])
+        else:
+            run_dir = train(config.load(path, overrides))
         destination = pretrained.SHIPPED / name
         shutil.rmtree(destination, ignore_errors=True)
         pretrained.export(run_dir, destination)

@@ -101,9 +101,19 @@ def test_shipped_checkpoints_load_by_name(name):
     assert meta["metrics"]["valid_rel_l2"] < SHIPPED[name]
 
 
+def test_shipped_neurde_loads_and_its_rollout_held_the_shock():
+    model, params, meta = pretrained.load("neurde_sod2")
+    state = jnp.broadcast_to(jnp.asarray([1.0, 0.1, 0.0, 0.2]), (1, 8, 1, 4))  # rho, ux, uy, T
+    g_eq = model.apply(params, state)
+    assert g_eq.shape == (1, 8, 1, 9) and bool(jnp.all(g_eq > 0))
+    # Its 500-step rollout (stored when it was made) kept the shock within a cell of the teacher.
+    assert meta["metrics"]["shock_error_cells"] < 1.0
+    assert meta["metrics"]["rho_rel_l2_max"] < 1e-3
+
+
 def test_pretrained_list_names_the_shipped_checkpoints():
     result = _sciml("pretrained", "list")
-    assert all(name in result.stdout for name in SHIPPED)
+    assert all(name in result.stdout for name in [*SHIPPED, "neurde_sod2"])
 
 
 def _copy_checkpoint(trained_run, tmp_path) -> Path:
