@@ -9,13 +9,38 @@ The core, one concern per module:
 - `losses`: `diffusion_loss` and `flow_matching_loss` with L2 / L1 / Huber penalties and uniform,
   sigmoid (Kingma & Gao) and EDM weightings.
 - `samplers`: `ddim`, `edm_heun`, `flow_euler`, `flow_ode` (diffrax), and `ensemble`.
+- `flex`: the FLEX backbone (`FLEX`, presets `FLEX_PRESETS`) and its `DiffusionUNet` and
+  `UViT` baselines, all ``model.apply(params, x_t, t, {"field": ..., "params": ...})``.
 - `residual`: `Residual` diffusion around a base (`upsample_base`, `last_snapshot_base`,
   `regression_base`).
+- `priors`: resolution-independent noise priors (`WhiteNoise`, `UniformNoise`, `SpectralGRF`,
+  `GaussianProcess`), ``prior.sample(key, shape) -> (b, *spatial, c)``.
+- `ffm`: functional flow matching (`VelocityFNO`, `ffm_loss`, `ffm_train_step`, `ffm_euler`,
+  `ffm_ode`), on the package's time convention (t = 0 data).
+- `eci`: ECI constrained sampling (`eci_sample`, `EuclideanProjection`, `ChainedProjection`) and
+  the gradient-guidance baseline (`guidance_sample`); `pcfm`: PCFM (`pcfm_sample`) for nonlinear
+  ``h(u) = 0``. ECI's analytic tasks are in `sciml.pde.sampling_tasks`, its metrics (`mmse`,
+  `smse`, `constraint_error`) in `sciml.metrics`.
 
 The network contract is ``apply_fn(params, x_t, t, cond) -> prediction`` with x_t channels-last
 (batch, *spatial, c), t of shape (batch,) and cond any pytree or None.
 """
 
+from sciml.diffusion.eci import (
+    ChainedProjection,
+    EuclideanProjection,
+    eci_sample,
+    guidance_sample,
+)
+from sciml.diffusion.ffm import (
+    VelocityFNO,
+    ffm_euler,
+    ffm_loss,
+    ffm_ode,
+    ffm_train_step,
+    sinusoidal_embedding,
+)
+from sciml.diffusion.flex import FLEX, FLEX_PRESETS, DiffusionUNet, UViT
 from sciml.diffusion.losses import (
     diffusion_loss,
     edm_weight,
@@ -38,6 +63,8 @@ from sciml.diffusion.parameterization import (
     to_x0,
     to_x0_eps,
 )
+from sciml.diffusion.pcfm import gauss_newton_projection, pcfm_sample
+from sciml.diffusion.priors import GaussianProcess, Prior, SpectralGRF, UniformNoise, WhiteNoise
 from sciml.diffusion.residual import Residual, last_snapshot_base, regression_base, upsample_base
 from sciml.diffusion.samplers import ddim, edm_heun, ensemble, flow_euler, flow_ode
 from sciml.diffusion.schedules import (
@@ -50,6 +77,10 @@ from sciml.diffusion.schedules import (
 )
 
 __all__ = [
+    "FLEX",
+    "FLEX_PRESETS",
+    "DiffusionUNet",
+    "UViT",
     "EDM",
     "CosineVP",
     "EDMCoefficients",
@@ -83,4 +114,21 @@ __all__ = [
     "to_x0_eps",
     "uniform_weight",
     "upsample_base",
+    "ChainedProjection",
+    "EuclideanProjection",
+    "GaussianProcess",
+    "Prior",
+    "SpectralGRF",
+    "UniformNoise",
+    "VelocityFNO",
+    "WhiteNoise",
+    "eci_sample",
+    "ffm_euler",
+    "ffm_loss",
+    "ffm_ode",
+    "ffm_train_step",
+    "gauss_newton_projection",
+    "guidance_sample",
+    "pcfm_sample",
+    "sinusoidal_embedding",
 ]

@@ -4,10 +4,12 @@ Each returns one number averaged over the batch (and channels where it is per ch
 can be averaged sample-weighted by the caller.
 """
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
+from sciml.constraints import LinearConstraint, NonlinearConstraint
 from sciml.fields import energy_spectrum, spectral_resample
 from sciml.losses import relative_lp
 
@@ -121,3 +123,32 @@ def resolution_consistency(
     """
     coarse, fine = sorted((jnp.asarray(pred_a), jnp.asarray(pred_b)), key=lambda a: a.size)
     return float(relative_l2(spectral_resample(fine, coarse.shape[1:-1]), coarse))
+
+
+# Sample metrics of constrained generation (ECI): ensembles against ground-truth ensembles.
+
+
+def mmse(
+    samples: Float[Array | np.ndarray, "b *spatial c"],
+    truth: Float[Array | np.ndarray, "n *spatial c"],
+) -> Float[Array, ""]:
+    """``mean_grid (mean_b samples - mean_n truth)^2``: the error of the pixelwise mean."""
+    return jnp.mean((jnp.mean(samples, axis=0) - jnp.mean(truth, axis=0)) ** 2)
+
+
+def smse(
+    samples: Float[Array | np.ndarray, "b *spatial c"],
+    truth: Float[Array | np.ndarray, "n *spatial c"],
+) -> Float[Array, ""]:
+    """``mean_grid (std_b samples - std_n truth)^2``: the error of the pixelwise spread."""
+    return jnp.mean((jnp.std(samples, axis=0) - jnp.std(truth, axis=0)) ** 2)
+
+
+def constraint_error(
+    samples: Float[Array | np.ndarray, "b *spatial c"],
+    constraint: LinearConstraint | NonlinearConstraint,
+) -> Float[Array, ""]:
+    """Mean over samples and equations of the squared residual ``(A u - b)^2`` or ``h(u)^2``."""
+    with jax.default_matmul_precision("highest"):
+        residual = jax.vmap(constraint.residual)(jnp.asarray(samples))
+    return jnp.mean(residual**2)

@@ -1,0 +1,196 @@
+"""Analytic solution families with their constraints: the tasks of constrained generation (ECI).
+
+Fields are time-major and channels-last, (batch, n_t, n_x, 1), the layout of the
+`sciml.constraints` builders (``(time, *space)``): a constraint built on the (n_t, n_x) grid acts
+on a one-channel sample unchanged. The formulas and parameter samplers are
+`sciml.pde.analytic`'s:
+
+- `StokesTask`: ``u = 2 exp(-k y) cos(k y - w t)``, (t, y) in [0, 1]^2, k ~ U[2, 20],
+  w ~ U[2, 8]; the IC ``u(0, y) = 2 exp(-k y) cos(k y)`` fixes k, the wall BC
+  ``u(t, 0) = 2 cos(w t)`` fixes w (ECI's tests: k = 5, w = 6).
+- `HeatTask`: ``u = sin(x + phi) exp(-nu t)``, x on the periodic grid of [0, 2 pi); IC (fixes
+  phi) and the conservation ``int u(t, x) dx = 0``.
+- `PorousMediumTask`: ``u = (m relu(t - x))^(1/m)``; the BC ``u(t, 0) = (m t)^(1/m)`` fixes m,
+  the IC is ``u(0, x) = 0``, and the mass ``int u(t, x) dx`` (trapezoid rule on the grid).
+
+The sample metrics (`mmse`, `smse`, `constraint_error`) are in `sciml.metrics`.
+"""
+
+import dataclasses
+
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Float, PRNGKeyArray
+
+from sciml.constraints import (
+    LinearConstraint,
+    conservation_constraint,
+    initial_value_constraint,
+    slice_constraint,
+    trapezoid_weights,
+)
+from sciml.pde.analytic import (
+    HeatModeDataset,
+    PorousMediumWaveDataset,
+    StokesDataset,
+    heat_mode,
+    porous_medium_wave,
+    stokes_second_problem,
+)
+
+Fields = Float[np.ndarray, "b t x 1"]
+
+
+def _fixed(value: float | None, default: tuple[float, float]) -> tuple[float, float]:
+    return default if value is None else (float(value), float(value))
+
+
+def _fields(dataset, key: PRNGKeyArray, n: int) -> np.ndarray:
+    return dataset.generate(key, n).fields["u"][..., None].astype(np.float32)
+
+
+@dataclasses.dataclass(frozen=True)
+class StokesTask:
+    """Stokes' second problem on an n_t x n_y grid of [0, 1]^2 (both ends included).
+
+    Attributes:
+        n_t, n_y: grid points in time and in the wall distance y.
+        k_range, w_range: the uniform parameter ranges.
+    """
+
+    n_t: int = 100
+    n_y: int = 100
+    k_range: tuple[float, float] = (2.0, 20.0)
+    w_range: tuple[float, float] = (2.0, 8.0)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(n_t, n_y), the grid a constraint acts on."""
+        return (self.n_t, self.n_y)
+
+    def grid(self) -> tuple[np.ndarray, np.ndarray]:
+        """(t (n_t,), y (n_y,))."""
+        return np.linspace(0.0, 1.0, self.n_t), np.linspace(0.0, 1.0, self.n_y)
+
+    def sample(
+        self, key: PRNGKeyArray, n: int, *, k: float | None = None, w: float | None = None
+    ) -> Fields:
+        """n fields (n, n_t, n_y, 1), float32; `k` or `w` given fixes that parameter."""
+        dataset = StokesDataset(
+            n_t=self.n_t,
+            n_x=self.n_y,
+            k_range=_fixed(k, self.k_range),
+            w_range=_fixed(w, self.w_range),
+        )
+        return _fields(dataset, key, n)
+
+    def ic_constraint(self, k: float) -> LinearConstraint:
+        """``u(0, y) = 2 exp(-k y) cos(k y)``: n_y rows."""
+        t, y = self.grid()
+        return initial_value_constraint(self.shape, stokes_second_problem(t[0], y, k, 0.0))
+
+    def bc_constraint(self, w: float) -> LinearConstraint:
+        """The wall ``u(t, 0) = 2 cos(w t)``: n_t rows."""
+        t, _ = self.grid()
+        return slice_constraint(self.shape, np.s_[:, 0], stokes_second_problem(t, 0.0, 0.0, w))
+
+
+@dataclasses.dataclass(frozen=True)
+class HeatTask:
+    """``u = sin(x + phi) exp(-nu t)`` on the periodic grid of [0, 2 pi), t in [0, t_final].
+
+    Attributes:
+        n_t, n_x: grid points.
+        nu_range, phi_range: the uniform parameter ranges.
+        t_final: final time.
+    """
+
+    n_t: int = 100
+    n_x: int = 100
+    nu_range: tuple[float, float] = (1.0, 5.0)
+    phi_range: tuple[float, float] = (0.0, float(np.pi))
+    t_final: float = 1.0
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(n_t, n_x)."""
+        return (self.n_t, self.n_x)
+
+    def _dataset(self, nu: float | None = None, phi: float | None = None) -> HeatModeDataset:
+        return HeatModeDataset(
+            n_t=self.n_t,
+            n_x=self.n_x,
+            nu_range=_fixed(nu, self.nu_range),
+            phi_range=_fixed(phi, self.phi_range),
+            t_final=self.t_final,
+        )
+
+    def grid(self) -> tuple[np.ndarray, np.ndarray]:
+        """(t (n_t,), x (n_x,))."""
+        return self._dataset().grid()
+
+    def sample(
+        self, key: PRNGKeyArray, n: int, *, nu: float | None = None, phi: float | None = None
+    ) -> Fields:
+        """n fields (n, n_t, n_x, 1), float32; `nu` or `phi` given fixes that parameter."""
+        return _fields(self._dataset(nu, phi), key, n)
+
+    def ic_constraint(self, phi: float) -> LinearConstraint:
+        """``u(0, x) = sin(x + phi)``: n_x rows."""
+        t, x = self.grid()
+        return initial_value_constraint(self.shape, heat_mode(t[0], x, 1.0, phi))
+
+    def conservation_constraint(self, first_time: int = 0) -> LinearConstraint:
+        """``int_0^{2 pi} u(t, x) dx = 0`` (periodic trapezoid rule) at times ``first_time..``."""
+        _, x = self.grid()
+        weights = trapezoid_weights(x, period=2 * np.pi)
+        return conservation_constraint(
+            weights, np.zeros(self.n_t - first_time), first_time=first_time
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class PorousMediumTask:
+    """``u = (m relu(t - x))^(1/m)`` on an n_t x n_x grid of [0, 1]^2.
+
+    Attributes:
+        n_t, n_x: grid points.
+        m_range: the uniform range of m.
+    """
+
+    n_t: int = 100
+    n_x: int = 100
+    m_range: tuple[float, float] = (1.0, 6.0)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(n_t, n_x)."""
+        return (self.n_t, self.n_x)
+
+    def grid(self) -> tuple[np.ndarray, np.ndarray]:
+        """(t (n_t,), x (n_x,))."""
+        return np.linspace(0.0, 1.0, self.n_t), np.linspace(0.0, 1.0, self.n_x)
+
+    def sample(self, key: PRNGKeyArray, n: int, *, m: float | None = None) -> Fields:
+        """n fields (n, n_t, n_x, 1), float32; `m` given fixes it."""
+        dataset = PorousMediumWaveDataset(
+            n_t=self.n_t, n_x=self.n_x, m_range=_fixed(m, self.m_range)
+        )
+        return _fields(dataset, key, n)
+
+    def bc_constraint(self, m: float, first_time: int = 0) -> LinearConstraint:
+        """``u(t, 0) = (m t)^(1/m)`` at times ``first_time..``."""
+        t, _ = self.grid()
+        values = porous_medium_wave(t[first_time:], 0.0, m)
+        return slice_constraint(self.shape, np.s_[first_time:, 0], values)
+
+    def ic_constraint(self) -> LinearConstraint:
+        """``u(0, x) = 0``."""
+        return initial_value_constraint(self.shape, 0.0)
+
+    def mass_constraint(self, m: float, first_time: int = 0) -> LinearConstraint:
+        """``sum_x w_x u(t, x) = sum_x w_x u_true(t, x)`` (trapezoid w), times ``first_time..``."""
+        t, x = self.grid()
+        weights = trapezoid_weights(x)
+        totals = porous_medium_wave(t[:, None], x[None, :], m) @ jnp.asarray(weights)
+        return conservation_constraint(weights, totals[first_time:], first_time=first_time)
