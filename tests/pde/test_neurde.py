@@ -207,8 +207,8 @@ def test_train_neurde_end_to_end(tmp_path):
         "run_dir": str(tmp_path / "run"),
         "teacher": {"path": str(tmp_path / "data"), "nx": 64, "n_steps": 24},
         "model": {"width": 16, "moment_iterations": 2},
-        "stage1": {"n_snapshots": 12, "steps": 300, "batch_size": 4, "lr": 1e-3,
-                   "restart_period": 100, "log_every": 50, "checkpoint_every": 300},
+        "stage1": {"n_snapshots": 12, "steps": 120, "batch_size": 4, "lr": 1e-3,
+                   "restart_period": 40, "log_every": 40, "checkpoint_every": 120},
         "stage2": {"steps": 4, "rollout": 3, "gradient": "bptt", "lr": 1e-4, "log_every": 2},
         "evaluate": {"start": 12, "n_steps": 12, "plot_steps": [12, 18, 24]},
     }  # fmt: skip
