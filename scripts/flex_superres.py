@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import shutil
 import time
 
 import jax
@@ -102,6 +103,8 @@ def main() -> None:
         },
         "config": {"task": dataclasses.asdict(config), **vars(args)},
     }
+    # The script always trains from scratch: replace the checkpoint of an earlier run.
+    shutil.rmtree(f"{run_dir}/checkpoints", ignore_errors=True)
     ckpt = Checkpointer(f"{run_dir}/checkpoints", keep=1, best_metric="heldout_rfne_flex_2")
     heldout = next(v for k, v in table.items() if k.startswith("heldout"))
     ckpt.save(args.steps, state, metadata, {"heldout_rfne_flex_2": heldout["flex_2"]["rfne"]})
