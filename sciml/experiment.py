@@ -35,9 +35,17 @@ from sciml.errors import ConfigError, DatasetError, ShapeMismatchError
 from sciml.fields import energy_spectrum, lowpass
 from sciml.losses import LOSSES
 from sciml.operators import GaussianField
-from sciml.operators.probharde2e import PROJECTIONS, gaussian_loss, probabilistic_metrics
+from sciml.operators.probharde2e import (
+    PROJECTIONS,
+    front_errors,
+    front_threshold,
+    gaussian_loss,
+    predictive_marginals,
+    probabilistic_metrics,
+)
 from sciml.plotting import (
     plot_prediction,
+    plot_predictive_interval,
     plot_resolution_sweep,
     plot_spectra,
     plot_spectral_error_ratio,
@@ -301,6 +309,68 @@ def point_predictor(model: nn.Module):
     return predict
 
 
+def probabilistic_report(
+    model: nn.Module,
+    params: Any,
+    dataset: WindowDataset,
+    exp: ExperimentConfig,
+    run_dir: Path,
+    split: str,
+    n_plots: int,
+) -> tuple[dict[str, dict[str, float]], list[str]]:
+    """Report rows of a Gaussian-head model (`evaluate_probabilistic`) plus, for 1D outputs, the
+    front-position error (porous-medium family) and 90%-interval plots of the first samples under
+    the projection the model trained with. Returns (rows, figure names)."""
+    interval_figures: list[str] = []
+    probabilistic = evaluate_probabilistic(model, params, dataset, exp)
+    # 1D outputs: the front position error (fronts of the porous-medium family) and the
+    # predictive interval of the first samples, under the projection the model trained with.
+    noise, size = exp.evaluate.probconserv_noise, exp.evaluate.batch_size
+    reps = dataset.get_batch(np.arange(1))[1].shape[-1] // len(dataset.out_columns)
+    scale = np.tile(dataset.std[dataset.out_columns], reps)
+    offset = np.tile(dataset.mean[dataset.out_columns], reps)
+    generator = exp.data.generator or {}
+    threshold = None
+    if dataset.ndim == 1 and str(generator.get("type", "")).endswith("PorousMediumDataset"):
+        threshold = front_threshold(
+            generator.get("kind", "porous_medium"), generator.get("parameter_range")
+        )
+    if threshold is not None:
+        batch_fronts = jax.jit(
+            lambda p, x, y: front_errors(
+                model.apply(p, x), y, threshold, scale, offset, noise_variance=noise
+            )
+        )
+        sums = dict.fromkeys(PROJECTIONS, 0.0)
+        for start in range(0, len(dataset), size):
+            indices = np.arange(start, min(start + size, len(dataset)))
+            xb, yb = dataset.get_batch(indices)
+            rows = jax.device_get(batch_fronts(params, jnp.asarray(xb), jnp.asarray(yb)))
+            for p, value in rows.items():
+                sums[p] += float(value) * len(indices)
+        for p in PROJECTIONS:
+            probabilistic[p]["front_error_cells"] = sums[p] / len(dataset)
+    if dataset.ndim == 1 and n_plots > 0:
+        shown = "dppl" if exp.train.projection == "dppl" else "none"
+        xb, yb = dataset.get_batch(np.arange(min(n_plots, len(dataset))))
+        mean, std = jax.jit(
+            lambda p, x, y: predictive_marginals(model.apply(p, x), y, shown, noise_variance=noise)
+        )(params, jnp.asarray(xb), jnp.asarray(yb))
+        mean, std = dataset.denormalize(np.asarray(mean)), np.asarray(std) * scale
+        for i, truth_i in enumerate(dataset.denormalize(yb)):
+            name = f"interval_{shown}_{split}_{i}.png"
+            plot_predictive_interval(
+                run_dir / name,
+                mean[i],
+                std[i],
+                truth_i,
+                dataset.denormalize_input(xb[i]),
+                title=f"{exp.name}: {split} sample {i}, projection {shown}, 90% interval",
+            )
+            interval_figures.append(name)
+    return probabilistic, interval_figures
+
+
 def evaluate_probabilistic(
     model: nn.Module, params: Any, dataset: WindowDataset, exp: ExperimentConfig
 ) -> dict[str, dict[str, float]]:
@@ -390,11 +460,13 @@ def write_report(
     with jax.set_mesh(mesh):
         params = replicate(params, mesh)
         results = evaluate_params(predict, params, dataset, exp.evaluate.batch_size, mesh)
-        probabilistic = None
+        probabilistic, interval_figures = None, []
         if isinstance(
             jax.eval_shape(model.apply, params, dataset.get_batch(np.arange(1))[0]), GaussianField
         ):
-            probabilistic = evaluate_probabilistic(model, params, dataset, exp)
+            probabilistic, interval_figures = probabilistic_report(
+                model, params, dataset, exp, run_dir, split, n_plots
+            )
         x, y = dataset.get_batch(np.arange(min(len(dataset), 64)))
         pred = dataset.denormalize(np.asarray(predict(params, jnp.asarray(x))))
         sweep, error_ratios = {}, {}
@@ -406,7 +478,7 @@ def write_report(
                 diagnostics, error_ratios[n] = _aliasing_diagnostics(predict, params, at_n, pred)
                 sweep[n].update(diagnostics)
     true = dataset.denormalize(y)
-    figures = []
+    figures = [*interval_figures]
     for i in range(min(n_plots, len(x))):
         path = run_dir / f"prediction_{split}_{i}.png"
         plot_prediction(

@@ -123,3 +123,51 @@ def plot_spectral_error_ratio(
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def plot_predictive_interval(
+    path: str | Path,
+    mean: np.ndarray,
+    std: np.ndarray,
+    truth: np.ndarray,
+    inputs: np.ndarray | None = None,
+    title: str = "",
+    z: float = 1.6448536269514722,
+) -> None:
+    """A 1D predictive mean with its central interval ``mean +- z std`` (90% by default) and the truth.
+
+    Args:
+        mean, std, truth: one sample, shapes (n, c) or (n,); channel 0 is drawn.
+        inputs: the model's input of the same sample (drawn in grey), or None.
+        z: the standard normal quantile of the interval's upper end.
+    """
+    mean, std, truth = (np.asarray(a).reshape(np.shape(a)[0], -1)[:, 0] for a in (mean, std, truth))
+    x = (np.arange(len(mean)) + 0.5) / len(mean)
+    fig, (ax, ax_std) = plt.subplots(2, 1, figsize=(7, 5), sharex=True, height_ratios=(3, 1.2))
+    if inputs is not None:
+        ax.plot(
+            x, np.asarray(inputs).reshape(len(mean), -1)[:, 0], color="0.7", lw=1, label="input"
+        )
+    coverage = np.mean(np.abs(truth - mean) <= z * std)
+    ax.fill_between(
+        x,
+        mean - z * std,
+        mean + z * std,
+        color="C1",
+        alpha=0.3,
+        lw=0,
+        label=f"interval ({coverage:.0%} of the truth inside)",
+    )
+    ax.plot(x, truth, "k", lw=2, label="truth")
+    ax.plot(x, mean, "C1--", lw=1.5, label="predictive mean")
+    ax.legend(loc="best", fontsize=8)
+    ax_std.plot(x, np.abs(mean - truth), "C3", lw=1, label="|error|")
+    ax_std.plot(x, std, "C0", lw=1, label="std")
+    ax_std.set_yscale("log")
+    ax_std.legend(loc="best", fontsize=8)
+    ax_std.set_xlabel("x")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
