@@ -5,15 +5,11 @@ Multi-resolution training and resolution evaluation are tracked in their own iss
 
 from sciml.operators.cno import CNO
 from sciml.operators.fno import FNO, positional_grid
-from sciml.operators.heads import (
-    GaussianField,
-    GaussianHead,
-    ProbabilisticOperator,
-    to_gaussians,
-)
+from sciml.operators.heads import GaussianHead, ProbabilisticOperator
 from sciml.operators.tfno import TFNO, FactorizedSpectralConv
 from sciml.operators.unet import UNet
 from sciml.operators.uno import UNO, FourierLayer
+from sciml.probabilistic import GaussianField, to_gaussians  # what the heads predict
 
 __all__ = [
     "CNO",

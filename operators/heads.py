@@ -23,72 +23,18 @@ Training with a hard linear constraint (ProbHardE2E, closed-form CRPS of the pro
 """
 
 from collections.abc import Mapping
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal
 
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
 from sciml import config
-from sciml.constraints import DiagonalCovariance, Gaussian, LowRankCovariance
 from sciml.errors import ConfigError
+from sciml.probabilistic import GaussianField
 
 CovarianceKind = Literal["diagonal", "lowrank"]
-
-
-class GaussianField(NamedTuple):
-    """A per-sample Gaussian over a channels-last field: ``N(mean, diag(variance) + F F^T)``.
-
-    Attributes:
-        mean: shape (batch, *spatial, c).
-        variance: the diagonal part, positive, shape (batch, *spatial, c).
-        factor: F, shape (batch, *spatial, c, r), or None for a diagonal covariance.
-    """
-
-    # Leaves are typed loosely: pytree utilities rebuild the tuple with placeholder leaves.
-    mean: Any
-    variance: Any
-    factor: Any = None
-
-    def marginal_variance(self) -> Float[Array, "b *spatial c"]:
-        """``diag(Sigma)``: the diagonal part plus the squared factor's row sums."""
-        if self.factor is None:
-            return self.variance
-        return self.variance + jnp.sum(self.factor**2, axis=-1)
-
-
-def to_gaussians(
-    mean: Float[Array, "b *spatial c"],
-    variance: Float[Array, "b *spatial c"],
-    factor: Float[Array, "b *spatial c r"] | None = None,
-) -> Gaussian:
-    """A batch of Gaussians over the fields flattened row-major per sample, n = prod(spatial) c.
-
-    Every leaf keeps the leading batch axis, so the result vmaps like an array:
-    ``jax.vmap(project_gaussian, in_axes=(0, None))(to_gaussians(...), constraint)``. Field index
-    ``(*s, c)`` is flat index ``ravel_multi_index((*s, c), (*spatial, c))``, the order of
-    ``mean.reshape(batch, -1)`` and of the constraint builders in `sciml.constraints`.
-
-    Args:
-        mean: (batch, *spatial, c).
-        variance: diagonal part, (batch, *spatial, c), positive where a constraint may act.
-        factor: low-rank factor F, (batch, *spatial, c, r), or None.
-    Returns:
-        `Gaussian` with mean (batch, n) and a `DiagonalCovariance` (variance (batch, n)) or a
-        `LowRankCovariance` (factor (batch, n, r), diagonal_part (batch, n)):
-        ``Sigma = diag(variance) + F F^T``.
-    """
-    batch = mean.shape[0]
-    flat_variance = variance.reshape(batch, -1)
-    if factor is None:
-        cov = DiagonalCovariance(variance=flat_variance)
-    else:
-        cov = LowRankCovariance(
-            factor=factor.reshape(batch, -1, factor.shape[-1]), diagonal_part=flat_variance
-        )
-    return Gaussian(mean=mean.reshape(batch, -1), cov=cov)
 
 
 class GaussianHead(nn.Module):

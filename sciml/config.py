@@ -65,7 +65,7 @@ class TrainConfig(_Strict):
     # crps / nll: for models with a Gaussian head (sciml.operators.ProbabilisticOperator).
     loss: Literal["relative_l2", "mse", "relative_h1", "crps", "nll"] = "relative_l2"
     # Gaussian heads only: project onto conservation (spatial mean of each output channel) inside
-    # the loss. "dppl" is ProbHardE2E (see sciml.operators.probharde2e).
+    # the loss. "dppl" is ProbHardE2E (see sciml.probabilistic).
     projection: Literal["none", "dppl", "probconserv"] = "none"
     # PINO-style: add physics_weight x the generator's mean squared PDE residual of the prediction.
     physics_weight: float = Field(0.0, ge=0)

@@ -34,15 +34,6 @@ from sciml.data import (
 from sciml.errors import ConfigError, DatasetError, ShapeMismatchError
 from sciml.fields import energy_spectrum, lowpass
 from sciml.losses import LOSSES
-from sciml.operators import GaussianField
-from sciml.operators.probharde2e import (
-    PROJECTIONS,
-    front_errors,
-    front_threshold,
-    gaussian_loss,
-    predictive_marginals,
-    probabilistic_metrics,
-)
 from sciml.plotting import (
     plot_prediction,
     plot_predictive_interval,
@@ -50,6 +41,15 @@ from sciml.plotting import (
     plot_spectra,
     plot_spectral_error_ratio,
     plot_training_curves,
+)
+from sciml.probabilistic import (
+    PROJECTIONS,
+    GaussianField,
+    front_errors,
+    front_threshold,
+    gaussian_loss,
+    predictive_marginals,
+    probabilistic_metrics,
 )
 from sciml.train import (
     Checkpointer,

@@ -7,7 +7,9 @@ import pytest
 
 from sciml.constraints import coherency_constraint
 from sciml.operators import GaussianField
-from sciml.operators.probharde2e import (
+from sciml.pde.analytic import stefan_solution
+from sciml.plotting import plot_predictive_interval
+from sciml.probabilistic import (
     PROJECTIONS,
     front_error,
     front_errors,
@@ -15,8 +17,6 @@ from sciml.operators.probharde2e import (
     front_threshold,
     predictive_marginals,
 )
-from sciml.pde.analytic import stefan_solution
-from sciml.plotting import plot_predictive_interval
 from tests.conftest import REPO
 
 N_CELLS = 100

@@ -1,4 +1,7 @@
-"""ProbHardE2E for operators with Gaussian heads: conservation-constrained training and evaluation.
+"""Gaussian predictions over fields and ProbHardE2E: conservation-constrained training and scoring.
+
+`GaussianField` is what a probabilistic model predicts (e.g. `sciml.operators.GaussianHead`);
+`to_gaussians` flattens it for the projections of `sciml.constraints`.
 
 The constraint is conservation of every output channel: the spatial mean of the predicted field
 equals the truth's, ``(1/N) sum_x u(x, k) = U_k``. In the generalised porous-medium family U_k
@@ -13,7 +16,7 @@ Projections (`PROJECTIONS`):
 - "probconserv": the same update with observation noise (ProbConserv's soft constraint).
 """
 
-from typing import Literal
+from typing import Any, Literal, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -21,9 +24,68 @@ import numpy as np
 from jax.sharding import PartitionSpec
 from jaxtyping import Array, Float
 
-from sciml.constraints import Gaussian, LinearConstraint, project_gaussian
-from sciml.operators.heads import GaussianField, to_gaussians
+from sciml.constraints import (
+    DiagonalCovariance,
+    Gaussian,
+    LinearConstraint,
+    LowRankCovariance,
+    project_gaussian,
+)
 from sciml.scoring import crps_gaussian, gaussian_nll
+
+
+class GaussianField(NamedTuple):
+    """A per-sample Gaussian over a channels-last field: ``N(mean, diag(variance) + F F^T)``.
+
+    Attributes:
+        mean: shape (batch, *spatial, c).
+        variance: the diagonal part, positive, shape (batch, *spatial, c).
+        factor: F, shape (batch, *spatial, c, r), or None for a diagonal covariance.
+    """
+
+    # Leaves are typed loosely: pytree utilities rebuild the tuple with placeholder leaves.
+    mean: Any
+    variance: Any
+    factor: Any = None
+
+    def marginal_variance(self) -> Float[Array, "b *spatial c"]:
+        """``diag(Sigma)``: the diagonal part plus the squared factor's row sums."""
+        if self.factor is None:
+            return self.variance
+        return self.variance + jnp.sum(self.factor**2, axis=-1)
+
+
+def to_gaussians(
+    mean: Float[Array, "b *spatial c"],
+    variance: Float[Array, "b *spatial c"],
+    factor: Float[Array, "b *spatial c r"] | None = None,
+) -> Gaussian:
+    """A batch of Gaussians over the fields flattened row-major per sample, n = prod(spatial) c.
+
+    Every leaf keeps the leading batch axis, so the result vmaps like an array:
+    ``jax.vmap(project_gaussian, in_axes=(0, None))(to_gaussians(...), constraint)``. Field index
+    ``(*s, c)`` is flat index ``ravel_multi_index((*s, c), (*spatial, c))``, the order of
+    ``mean.reshape(batch, -1)`` and of the constraint builders in `sciml.constraints`.
+
+    Args:
+        mean: (batch, *spatial, c).
+        variance: diagonal part, (batch, *spatial, c), positive where a constraint may act.
+        factor: low-rank factor F, (batch, *spatial, c, r), or None.
+    Returns:
+        `Gaussian` with mean (batch, n) and a `DiagonalCovariance` (variance (batch, n)) or a
+        `LowRankCovariance` (factor (batch, n, r), diagonal_part (batch, n)):
+        ``Sigma = diag(variance) + F F^T``.
+    """
+    batch = mean.shape[0]
+    flat_variance = variance.reshape(batch, -1)
+    if factor is None:
+        cov = DiagonalCovariance(variance=flat_variance)
+    else:
+        cov = LowRankCovariance(
+            factor=factor.reshape(batch, -1, factor.shape[-1]), diagonal_part=flat_variance
+        )
+    return Gaussian(mean=mean.reshape(batch, -1), cov=cov)
+
 
 Projection = Literal["none", "dppl", "probconserv"]
 PROJECTIONS: tuple[Projection, ...] = ("none", "dppl", "probconserv")

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from sciml import config
-from sciml.operators import GaussianField
-from sciml.operators.probharde2e import (
+from sciml.probabilistic import (
+    GaussianField,
     conservation_matrix,
     conserved_totals,
     gaussian_loss,
