@@ -22,13 +22,13 @@ import numpy as np
 import optax
 from jaxtyping import Array, Float, PRNGKeyArray
 
+from sciml import config as config_lib
 from sciml.diffusion.evaluation import deterministic_metrics, ensemble_metrics
 from sciml.diffusion.flex import FLEX
 from sciml.diffusion.losses import diffusion_loss
 from sciml.diffusion.residual import Residual
 from sciml.diffusion.samplers import ddim, ensemble
 from sciml.diffusion.schedules import CosineVP
-from sciml.pde.datasets import SpectralDataset
 from sciml.train import TrainState, make_train_step
 
 Field = Float[Array | np.ndarray, "b x y c"]
@@ -71,7 +71,9 @@ class KolmogorovSR:
         """The coarse grid's largest resolved wavenumber, n / (2 factor)."""
         return self.coarse_n // 2
 
-    def dataset(self, viscosity: float) -> SpectralDataset:
+    def dataset(self, viscosity: float) -> dict:
+        """The data generator as a component spec (built by `sciml.config.build`, like any
+        config's `data.generator`; sciml.diffusion does not import sciml.pde)."""
         equation = {
             "type": "sciml.pde.NavierStokes2D",
             "shape": [self.n, self.n],
@@ -81,13 +83,14 @@ class KolmogorovSR:
             "forcing": "kolmogorov",
             "forcing_wavenumber": self.forcing_wavenumber,
         }
-        return SpectralDataset(
-            equation=equation,
-            t_final=self.spacing * (self.snapshots - 1),
-            n_snapshots=self.snapshots,
-            warmup=self.warmup,
-            initial_condition={"kind": "grf", "sigma": 5.0, "tau": 3.0, "alpha": 2.5},
-        )
+        return {
+            "type": "sciml.pde.SpectralDataset",
+            "equation": equation,
+            "t_final": self.spacing * (self.snapshots - 1),
+            "n_snapshots": self.snapshots,
+            "warmup": self.warmup,
+            "initial_condition": {"kind": "grf", "sigma": 5.0, "tau": 3.0, "alpha": 2.5},
+        }
 
 
 def generate_vorticity(
@@ -97,7 +100,8 @@ def generate_vorticity(
 
     All viscosities share one compiled solver (the viscosity is a traced leaf of the problem).
     """
-    traj = config.dataset(viscosity).generate(key, n_trajectories).fields["u"]
+    generator = config_lib.build(config.dataset(viscosity), "KolmogorovSR.dataset")
+    traj = generator.generate(key, n_trajectories).fields["u"]
     return traj.reshape(-1, config.n, config.n, 1).astype(np.float32)
 
 
