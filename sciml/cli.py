@@ -87,6 +87,13 @@ def _generate(args) -> None:
     from sciml import config
     from sciml.experiment import prepare_data
 
+    raw = config.read_yaml(args.config)
+    if raw.get("task") == "neurde":  # the teacher trajectory that `train` then reuses
+        from sciml.pde.lbm import generate_neurde_teacher
+
+        path, generated = generate_neurde_teacher(_neurde_config(raw, args.overrides))
+        print(f"teacher {'written to' if generated else 'already at'} {path}")
+        return
     cfg = config.load(args.config, args.overrides)
     print(f"dataset ready at {prepare_data(cfg)}")
 
@@ -96,9 +103,9 @@ def _train(args) -> None:
 
     raw = config.read_yaml(args.config)
     if raw.get("task") == "neurde":  # a solver-in-the-loop experiment, not an operator one
-        from sciml.pde.lbm.neurde import train_neurde
+        from sciml.pde.lbm import train_neurde
 
-        cfg = config.apply_overrides({k: v for k, v in raw.items() if k != "task"}, args.overrides)
+        cfg = _neurde_config(raw, args.overrides)
         report = train_neurde(cfg)
         print(f"{report['name']}: {json.dumps(report['evaluation'])}; report in {cfg['run_dir']}")
         return
@@ -107,6 +114,12 @@ def _train(args) -> None:
     run_dir = train(config.load(args.config, args.overrides))
     report = json.loads((run_dir / "report.json").read_text())
     print(_summary(report, run_dir))
+
+
+def _neurde_config(raw: dict, overrides: list[str]) -> dict:
+    from sciml import config
+
+    return config.apply_overrides({k: v for k, v in raw.items() if k != "task"}, overrides)
 
 
 def _evaluate(args) -> None:

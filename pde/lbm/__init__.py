@@ -5,6 +5,11 @@ streaming fused with collision; half-way bounce-back on solid masks (fixed or mo
 Zou-He velocity/pressure, equilibrium and extrapolation-outflow edges; momentum-exchange forces;
 `LBMProblem.step` / `rollout` on one device and `sharded_rollout` split along x over a device mesh.
 
+Also the compressible two-population shifted D2Q9 model (`compressible`, `CompressibleProblem`,
+the Sod and cylinder cases, exact Riemann references in `riemann`) and NeurDE, its learned energy
+equilibrium: the network and solver step (`neurde`), teacher data (`teacher`), evaluation
+(`neurde_eval`) and config-driven training (`neurde_train`, ``sciml train configs/neurde_*.yaml``).
+
 Populations are ``(Q, *space)`` (channels-first: one contiguous field per population, the faster
 layout for the fused step), velocities ``(D, *space)``; lattice units (dx = dt = 1, cs2 = 1/3).
 
@@ -56,30 +61,23 @@ from sciml.pde.lbm.lattices import (
 )
 from sciml.pde.lbm.neurde import (
     NeurDE,
-    NeurDEConfig,
     RolloutFields,
-    TeacherTrajectory,
     count_params,
     equilibrium_loss,
-    evaluate_rollout,
-    generate_teacher,
     lattice_velocities,
     levermore_equilibrium,
-    load_teacher,
     macro_inputs,
     match_energy_moments,
     neural_rollout,
     neural_step,
-    plot_profiles,
-    read_teacher,
     rollout_loss,
-    shock_position,
-    sod_reference,
-    sod_teacher,
-    teacher_spec,
+)
+from sciml.pde.lbm.neurde_eval import evaluate_rollout, plot_profiles
+from sciml.pde.lbm.neurde_train import (
+    NeurDEConfig,
+    generate_neurde_teacher,
     train_neurde,
     warm_restart_schedule,
-    write_teacher,
 )
 from sciml.pde.lbm.riemann import (
     EulerState,
@@ -92,6 +90,21 @@ from sciml.pde.lbm.riemann import (
 from sciml.pde.lbm.sharding import shard_populations, sharded_rollout, slab_mesh
 from sciml.pde.lbm.solver import Geometry, LBMProblem
 from sciml.pde.lbm.streaming import shift, stream_halo, stream_periodic
+from sciml.pde.lbm.teacher import (
+    TeacherTrajectory,
+    cached_teacher,
+    generate_teacher,
+    load_teacher,
+    read_teacher,
+    run_teacher,
+    shock_position,
+    sod_reference,
+    sod_teacher,
+    teacher_initial_state,
+    teacher_path,
+    teacher_spec,
+    write_teacher,
+)
 
 __all__ = [
     "BGK",
@@ -143,9 +156,11 @@ __all__ = [
     "NeurDEConfig",
     "RolloutFields",
     "TeacherTrajectory",
+    "cached_teacher",
     "count_params",
     "equilibrium_loss",
     "evaluate_rollout",
+    "generate_neurde_teacher",
     "generate_teacher",
     "lattice_velocities",
     "levermore_equilibrium",
@@ -157,9 +172,12 @@ __all__ = [
     "plot_profiles",
     "read_teacher",
     "rollout_loss",
+    "run_teacher",
     "shock_position",
     "sod_reference",
     "sod_teacher",
+    "teacher_initial_state",
+    "teacher_path",
     "teacher_spec",
     "train_neurde",
     "warm_restart_schedule",

@@ -17,7 +17,7 @@ from jax.sharding import PartitionSpec as P
 from jaxtyping import Array, Float
 
 from sciml.pde.lbm.lattices import Populations
-from sciml.pde.lbm.solver import Geometry, LBMProblem
+from sciml.pde.lbm.solver import UNROLL, Geometry, LBMProblem
 from sciml.pde.lbm.streaming import stream_halo
 
 Trajectory = Float[Array, "t q *space"]
@@ -117,6 +117,7 @@ def _sharded_rollout(problem, f0, n_steps, save_every, mesh):
                 save_every,
                 lambda _, p: tuple(local.advance(p, geometry, stream, enabled)),
                 planes,
+                unroll=UNROLL,
             )
             return planes, jnp.stack(planes)
 

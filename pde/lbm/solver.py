@@ -39,6 +39,12 @@ from sciml.pde.spectral import Param
 
 Stream = Callable[[Lattice, Sequence[Array]], list[Array]]
 
+UNROLL = 2
+"""Steps per iteration of the rollout loops. A step reads each population at shifted positions,
+so it cannot write in place; with one step per iteration XLA copies every moved population back
+into the loop's buffers. Two steps ping-pong between two sets of buffers instead (measured on
+CPU: D3Q19 64^3 1.7x, D2Q9 512^2 1.1x faster)."""
+
 
 class Geometry(NamedTuple):
     """Per-step constants derived from the problem (computed once per rollout, not per step).
@@ -292,7 +298,7 @@ def _rollout(problem, f0, n_steps, save_every, observe):
 
     def advance(planes, _):
         planes = jax.lax.fori_loop(
-            0, save_every, lambda _, p: tuple(problem.advance(p, geometry)), planes
+            0, save_every, lambda _, p: tuple(problem.advance(p, geometry)), planes, unroll=UNROLL
         )
         return planes, observe(jnp.stack(planes))
 

@@ -19,12 +19,37 @@ from sciml.pde.lbm.lattices import Lattice
 
 
 def shift(field: Array, c: Sequence[int], first_axis: int = 0) -> Array:
-    """Periodic shift of a field by the integer vector ``c`` over axes ``first_axis, ...``."""
-    shifts = [(int(ck), first_axis + k) for k, ck in enumerate(c) if ck]
-    if not shifts:
+    """Periodic shift of a field by the integer vector ``c`` over axes ``first_axis, ...``.
+
+    The leading axis moves by `jnp.roll`; the others by `_roll_by_pad`, which XLA fuses into the
+    collision that produces the field (a roll along an inner axis becomes an unfused concatenate
+    on CPU: one more pass over memory per moving population, measured 10% of a D2Q9 step).
+    """
+    out = field
+    for k, ck in enumerate(c):
+        if ck:
+            axis = first_axis + k
+            out = jnp.roll(out, int(ck), axis) if k == 0 else _roll_by_pad(out, int(ck), axis)
+    return out
+
+
+def _roll_by_pad(field: Array, amount: int, axis: int) -> Array:
+    """``jnp.roll(field, amount, axis)`` as two zero-padded slices and a select (exact)."""
+    n = field.shape[axis]
+    amount %= n
+    if amount == 0:
         return field
-    amounts, axes = zip(*shifts, strict=True)
-    return jnp.roll(field, amounts, axes)
+    zero = jnp.zeros((), field.dtype)
+
+    def padded(start: int, stop: int, low: int, high: int) -> Array:
+        config = [(0, 0, 0)] * field.ndim
+        config[axis] = (low, high, 0)
+        return jax.lax.pad(jax.lax.slice_in_dim(field, start, stop, axis=axis), zero, config)
+
+    body = padded(0, n - amount, amount, 0)  # out[i] = field[i - amount] for i >= amount
+    wrapped = padded(n - amount, n, 0, n - amount)  # out[i] = field[n - amount + i] below
+    index = jax.lax.broadcasted_iota(jnp.int32, field.shape, axis)
+    return jnp.where(index < amount, wrapped, body)
 
 
 def stream_periodic(lattice: Lattice, planes: Sequence[Array]) -> list[Array]:

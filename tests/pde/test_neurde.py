@@ -13,7 +13,9 @@ from jax.flatten_util import ravel_pytree
 from sciml.errors import DatasetError
 from sciml.pde.lbm import (
     NeurDE,
+    cached_teacher,
     count_params,
+    cylinder_initial_state,
     equilibrium_loss,
     evaluate_rollout,
     generate_teacher,
@@ -21,6 +23,7 @@ from sciml.pde.lbm import (
     levermore_equilibrium,
     load_teacher,
     match_energy_moments,
+    read_teacher,
     riemann_solution,
     rollout_loss,
     shock_position,
@@ -31,6 +34,7 @@ from sciml.pde.lbm import (
     train_neurde,
 )
 from sciml.train import TrainState, make_train_step
+from tests.conftest import REPO
 
 NX, N_STEPS = 200, 60
 
@@ -175,18 +179,22 @@ def test_shock_position_of_the_exact_riemann_profile(case, t):
 
 
 def test_teacher_cache_writes_well_file_and_rejects_other_settings(tmp_path, monkeypatch):
-    import sciml.pde.lbm.neurde as neurde
+    import sciml.pde.lbm.teacher as teacher_module
 
     calls = []
     spec = teacher_spec(2, 32, 1, 6, False)
 
-    def small_teacher(case, nx, ny, n_steps, **kwargs):
-        calls.append(case)
+    def small_teacher(spec, **kwargs):
+        calls.append(spec["case"])
         with jax.enable_x64(True):
-            problem, state = sod_initial_state(case, nx, ny, dtype="float64")
-            return generate_teacher(problem, state, n_steps, case=case, storage_dtype=np.float32)
+            problem, state = sod_initial_state(
+                spec["case"], spec["nx"], spec["ny"], dtype="float64"
+            )
+            return generate_teacher(
+                problem, state, spec["n_steps"], case=spec["case"], storage_dtype=np.float32
+            )
 
-    monkeypatch.setattr(neurde, "sod_teacher", small_teacher)
+    monkeypatch.setattr(teacher_module, "run_teacher", small_teacher)
     first, generated = load_teacher(tmp_path, spec)
     second, again = load_teacher(tmp_path, spec)
     assert (generated, again, len(calls)) == (True, False, 1)
@@ -196,6 +204,72 @@ def test_teacher_cache_writes_well_file_and_rejects_other_settings(tmp_path, mon
     np.testing.assert_allclose(second.equilibrium(slice(0, 7)), first.equilibrium(slice(0, 7)))
     with pytest.raises(DatasetError, match="delete it"):
         load_teacher(tmp_path, {**spec, "n_steps": 8})
+
+
+def test_chunked_teacher_equals_one_rollout(teacher):
+    # generate_teacher runs in equal chunks (here 62 states: one chunk) and keeps the state at k
+    # and the multipliers solved from it; the plain rollout's states agree to round-off.
+    problem = teacher.problem
+    with jax.enable_x64(True):
+        _, state = sod_initial_state(2, nx=NX, ny=1, dtype="float64")
+        states = problem.rollout(state, 10, 1)
+    np.testing.assert_allclose(teacher.f[:11], states.f, rtol=1e-13, atol=1e-15)
+    np.testing.assert_allclose(teacher.multipliers[:10], states.multipliers[1:], rtol=1e-12)
+
+
+def test_cylinder_config_generates_its_teacher(tmp_path):
+    # `sciml generate configs/neurde_cylinder.yaml` on a 40 x 24 box (r 4) for 6 steps: the Well
+    # file reads back with the same solid mask and inlet and no Sod reference (case None).
+    from sciml.cli import main
+
+    sizes = ["teacher.nx=40", "teacher.ny=24", "teacher.radius=4", "teacher.n_steps=6"]
+    config = REPO / "configs" / "neurde_cylinder.yaml"
+    assert main(["generate", str(config), f"teacher.path={tmp_path}", *sizes]) == 0
+    spec = teacher_spec("cylinder", 40, 24, 6, False, radius=4.0)
+    path = cached_teacher(tmp_path, spec)
+    assert path.name == "neurde_cylinder_teacher.hdf5"
+    teacher, cached = read_teacher(path)
+    assert cached == spec and teacher.case is None and teacher.f.shape == (7, 9, 40, 24)
+    problem, _ = cylinder_initial_state(40, 24, 4.0)
+    np.testing.assert_array_equal(teacher.problem.solid, problem.solid)
+    assert problem.solid.sum() > 0 and teacher.problem.inlet == problem.inlet
+    assert np.isfinite(teacher.g).all() and teacher.rho.max() > 1.0  # compression at the disc
+
+
+@pytest.mark.slow  # ~15 s: two generate calls and a tiny training run through the CLI
+def test_generate_cli_writes_the_teacher_that_train_reuses(tmp_path, capsys):
+    from sciml.cli import main
+
+    sizes = [
+        f"teacher.path={tmp_path / 'data'}",
+        "teacher.nx=64",
+        "teacher.n_steps=16",
+        f"run_dir={tmp_path / 'run'}",
+    ]
+    training = [
+        "model.width=8",
+        "stage1.n_snapshots=8",
+        "stage1.steps=2",
+        "stage1.batch_size=4",
+        "stage1.restart_period=2",
+        "stage1.log_every=1",
+        "stage1.checkpoint_every=2",
+        "stage2.steps=0",
+        "evaluate.start=8",
+        "evaluate.n_steps=8",
+        "evaluate.plot_steps=[8,16]",
+    ]
+    config = REPO / "configs" / "neurde_sod2.yaml"
+    assert main(["generate", str(config), *sizes]) == 0
+    path = tmp_path / "data" / "data" / "train" / "neurde_sod2_teacher.hdf5"
+    assert f"teacher written to {path}" in capsys.readouterr().out
+    written = path.stat().st_mtime_ns
+    assert main(["generate", str(config), *sizes]) == 0
+    assert "teacher already at" in capsys.readouterr().out
+    assert main(["train", str(config), *sizes, *training]) == 0
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert report["teacher"]["generated"] is False and report["teacher"]["nx"] == 64
+    assert path.stat().st_mtime_ns == written
 
 
 @pytest.mark.slow
