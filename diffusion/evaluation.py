@@ -164,10 +164,10 @@ def spread_skill(samples: Members, target: Batch) -> dict[str, float]:
     }
 
 
-def pull_statistics(samples: Members, target: Batch, *, min_std: float = 1e-12) -> dict[str, float]:
-    """Mean and standard deviation of the pull ``z = (x_hat - x) / sigma_hat`` over all elements.
+def pulls(samples: Members, target: Batch, *, min_std: float = 1e-12) -> Array:
+    """The pull ``z = (x_hat - x) / sigma_hat`` per element, shaped like `target`.
 
-    x_hat and sigma_hat are the ensemble mean and unbiased standard deviation, divided by
+    x_hat and sigma_hat are the ensemble mean and unbiased standard deviation, the latter times
     ``sqrt(1 + 1/m)`` for the error of the mean. For a calibrated Gaussian ensemble of m members
     z follows Student's t with m - 1 degrees of freedom: mean 0 and std ``sqrt((m-1)/(m-3))``
     (1.016 for m = 64), ~N(0, 1) for large m. std > 1: overconfident; < 1: underconfident.
@@ -175,7 +175,12 @@ def pull_statistics(samples: Members, target: Batch, *, min_std: float = 1e-12) 
     samples, target = jnp.asarray(samples), jnp.asarray(target)
     m = samples.shape[0]
     std = jnp.std(samples, axis=0, ddof=1) * math.sqrt(1 + 1 / m)
-    z = (jnp.mean(samples, axis=0) - target) / jnp.maximum(std, min_std)
+    return (jnp.mean(samples, axis=0) - target) / jnp.maximum(std, min_std)
+
+
+def pull_statistics(samples: Members, target: Batch, *, min_std: float = 1e-12) -> dict[str, float]:
+    """Mean and standard deviation of the `pulls` over all elements."""
+    z = pulls(samples, target, min_std=min_std)
     return {"mean": float(jnp.mean(z)), "std": float(jnp.std(z))}
 
 

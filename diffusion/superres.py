@@ -13,7 +13,9 @@ so variances below are in units of Var[x].
 """
 
 import dataclasses
+import json
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import jax
@@ -23,12 +25,14 @@ import optax
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from sciml import config as config_lib
-from sciml.diffusion.evaluation import deterministic_metrics, ensemble_metrics
+from sciml.diffusion.evaluation import deterministic_metrics, ensemble_metrics, pulls
 from sciml.diffusion.flex import FLEX
 from sciml.diffusion.losses import diffusion_loss
 from sciml.diffusion.residual import Residual
 from sciml.diffusion.samplers import ddim, ensemble
 from sciml.diffusion.schedules import CosineVP
+from sciml.fields import energy_spectrum
+from sciml.plotting import plot_ensemble, plot_pull_histogram, plot_spectra
 from sciml.train import TrainState, make_train_step
 
 Field = Float[Array | np.ndarray, "b x y c"]
@@ -307,3 +311,119 @@ def evaluate_superres(
         row["variance"] = residual_variance(x, cond, residual)
         out[name] = row
     return out
+
+
+def checkpoint_metadata(model: FLEX, task: KolmogorovSR, scale: float) -> dict[str, Any]:
+    """Checkpoint metadata of a FLEX trained on `task` with fields divided by `scale`: what
+    `sciml.pretrained.load` rebuilds the model from and `sample_report` rebuilds the task from."""
+    fields = {
+        f.name: list(v) if isinstance(v, tuple) else v
+        for f in dataclasses.fields(model)
+        if f.name not in ("parent", "name") and (v := getattr(model, f.name)) is not None
+    }
+    n = task.n
+    return {
+        "checkpoint_format": 1,
+        "model": {"type": f"sciml.diffusion.{type(model).__name__}", **fields},
+        "data": {
+            "fields": ["vorticity"],
+            "n_spatial_dims": 2,
+            "spatial_shape": [n, n],
+            "in_channels": 1,
+            "out_channels": 1,
+            "mean": [0.0],
+            "std": [scale],
+            "coarse_shape": [task.coarse_n, task.coarse_n],
+        },
+        # the arguments of model.init(key, x_t, t, cond), as shapes
+        "init_inputs": [[1, n, n, 1], [1], {"field": [1, n, n, 1], "params": [1, 1]}],
+        "config": {"task": dataclasses.asdict(task)},
+    }
+
+
+def task_from_metadata(meta: Mapping[str, Any]) -> KolmogorovSR:
+    """The `KolmogorovSR` a checkpoint was trained on (stored under metadata config.task)."""
+    try:
+        raw = meta["config"]["task"]
+    except (KeyError, TypeError):
+        raise ValueError(
+            "this checkpoint's metadata has no config.task: it was not written by"
+            " scripts/flex_superres.py, so there is no super-resolution task to sample"
+        ) from None
+    names = {f.name for f in dataclasses.fields(KolmogorovSR)}
+    return KolmogorovSR(
+        **{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items() if k in names}
+    )
+
+
+def sample_report(
+    model: FLEX,
+    params: Any,
+    meta: Mapping[str, Any],
+    out_dir: str | Path,
+    key: PRNGKeyArray,
+    *,
+    n_trajectories: int = 1,
+    n_members: int = 8,
+    n_steps: int = 2,
+    viscosity: float | None = None,
+) -> dict[str, Any]:
+    """Draw super-resolution ensembles from a trained FLEX on fresh data, score and plot them.
+
+    Generates `n_trajectories` trajectories (`snapshots` each) of the checkpoint's task at
+    `viscosity` (default: the held-out one), samples `n_members` DDIM (`n_steps`) members per
+    snapshot and writes to `out_dir`: samples.npz (truth, base, members (m, b, n, n, 1), in the
+    data's physical units), ensemble_<i>.png for the first snapshots (truth, bicubic base,
+    members, mean, std map), spectra.png, pull.png and report.json (metrics of the bicubic base
+    and of the ensemble in normalised units, as `evaluate_superres`).
+    """
+    task = task_from_metadata(meta)
+    nu = task.test_viscosities[0] if viscosity is None else float(viscosity)
+    scale = float(meta["data"]["std"][0])
+    k_data, k_sample = jax.random.split(key)
+    truth = generate_vorticity(k_data, task, nu, n_trajectories) / scale
+    cond = conditioning(truth, np.full((len(truth),), nu), task)
+    residual = residual_model(task)
+    samples = sample_superres(
+        model, params, cond, k_sample, residual=residual, n_steps=n_steps, n_members=n_members
+    )
+    base = np.asarray(residual.base_fn(cond))
+    samples = np.asarray(samples)
+    band = {"k_min": task.k_cut, "k_max": task.n // 3}
+    report = {
+        "viscosity": nu,
+        "held_out": nu not in task.train_viscosities,
+        "n_conditions": len(truth),
+        "n_members": n_members,
+        "n_steps": n_steps,
+        "metrics": {
+            "bicubic": deterministic_metrics(base, truth, **band),
+            f"flex_{n_steps}": ensemble_metrics(samples, truth, **band),
+        },
+    }
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / "samples.tmp.npz"
+    np.savez(tmp, truth=truth * scale, base=base * scale, members=samples * scale, viscosity=nu)
+    tmp.replace(out / "samples.npz")
+    for i in range(min(3, len(truth))):
+        plot_ensemble(
+            out / f"ensemble_{i}.png",
+            samples[:, i],
+            truth[i],
+            base[i],
+            title=f"nu = {nu:g}, FLEX {n_steps} DDIM steps",
+        )
+    spectra = {
+        "truth": energy_spectrum(truth, 2),
+        "bicubic": energy_spectrum(base, 2),
+        "FLEX member": energy_spectrum(samples[0], 2),
+        "FLEX ensemble mean": energy_spectrum(samples.mean(0), 2),
+    }
+    plot_spectra(
+        out / "spectra.png", spectra, title=f"nu = {nu:g}; coarse cut-off k = {task.k_cut}"
+    )
+    if n_members > 1:
+        plot_pull_histogram(out / "pull.png", np.asarray(pulls(samples, truth)))
+    (out / "report.json").write_text(json.dumps(report, indent=1))
+    return report

@@ -38,7 +38,8 @@ class FactorizedSpectralConv(nn.Module):
     m_d rows on the rfft axis; grids too coarse for `modes` use the leading rows, like
     `SpectralConv`. One einsum contracts the spectrum with the factors in the order opt_einsum finds
     cheapest: through the rank axis, O(R (c_in + c_out)) per kept mode and sample, or by first
-    rebuilding the dense weight when the batch is large.
+    rebuilding the dense weight when the batch is large. Layout as `SpectralConv`
+    (channels-last, or channels-first with `channels_first`).
     Parameters: ``2 R (sum_j n_j + c_in + c_out)``, n_j = 2 m_j for j < d and n_d = m_d, with
     R = `cp_rank(rank, modes, c_in, c_out)`.
     """
@@ -46,15 +47,16 @@ class FactorizedSpectralConv(nn.Module):
     out_channels: int
     modes: Sequence[int]
     rank: float | int = 0.05
+    channels_first: bool = False
 
     @nn.compact
-    def __call__(self, v: Float[Array, "b *spatial ci"]) -> Float[Array, "b *spatial co"]:
+    def __call__(self, v: Float[Array, "b ..."]) -> Float[Array, "b ..."]:
         ndim = v.ndim - 2
         if len(self.modes) != ndim:
             raise ValueError(
                 f"modes {tuple(self.modes)} given for a {ndim}-D input of shape {v.shape}"
             )
-        c_in, c_out = v.shape[-1], self.out_channels
+        c_in, c_out = v.shape[1 if self.channels_first else -1], self.out_channels
         r = cp_rank(self.rank, self.modes, c_in, c_out)
         sizes = [2 * m for m in self.modes[:-1]] + [self.modes[-1]]
         # Match the dense layer's initial weight scale: with independent complex factors of
@@ -84,7 +86,7 @@ class FactorizedSpectralConv(nn.Module):
                 optimize="optimal",
             )
 
-        return spectral_apply(v, contract, self.modes)
+        return spectral_apply(v, contract, self.modes, None, self.channels_first)
 
 
 class TFNO(FNO):
@@ -105,4 +107,4 @@ class TFNO(FNO):
     rank: float | int = 0.05
 
     def integral_operator(self, modes: tuple[int, ...]) -> nn.Module:
-        return FactorizedSpectralConv(self.width, modes, self.rank)
+        return FactorizedSpectralConv(self.width, modes, self.rank, channels_first=True)

@@ -40,11 +40,12 @@ def take_corners(a: Array, axis: int, k: int, n: int) -> Array:
 
 
 def spectral_apply(
-    v: Float[Array, "b *spatial ci"],
+    v: Float[Array, "..."],
     contract: Contraction,
     modes: Sequence[int],
     out_shape: tuple[int, ...] | None = None,
-) -> Float[Array, "b *out_spatial co"]:
+    channels_first: bool = False,
+) -> Float[Array, "..."]:
     """``IFFT_out( contract( FFT(v)[kept modes] ) )``: a Fourier layer onto a grid of `out_shape`.
 
     Coefficients use the ``norm="forward"`` convention (the forward transform divides by the number
@@ -53,21 +54,25 @@ def spectral_apply(
     what both grids hold, the rest of the output spectrum is zero (spectral zero-padding).
 
     Args:
-        v: channels-last input.
+        v: (b, *spatial, c_in), or (b, c_in, *spatial) with `channels_first`.
         contract: maps the kept spectral block (b, c_in, *kept) to (b, c_out, *kept); the non-last
             axes hold [modes 0..k-1 | modes -k..-1], the last axis modes 0..k-1.
         modes: modes per sign per axis (the rfft axis keeps modes 0..m-1).
         out_shape: output grid; the input's grid when None.
+        channels_first: the layout of `v` and of the result.
     Returns:
-        Channels-last output on `out_shape`.
+        (b, *out_shape, c_out), or (b, c_out, *out_shape) with `channels_first`.
     """
+    if not channels_first:
+        # Channels-first so the FFTs run over contiguous trailing axes (much faster on CPU).
+        out = spectral_apply(jnp.moveaxis(v, -1, 1), contract, modes, out_shape, True)
+        return jnp.moveaxis(out, 1, -1)
     ndim = v.ndim - 2
-    in_shape = v.shape[1:-1]
+    in_shape = v.shape[2:]
     out_shape = in_shape if out_shape is None else tuple(out_shape)
     kept = kept_modes(modes, in_shape, out_shape)
     axes = tuple(range(2, 2 + ndim))
-    # Channels-first so the FFTs run over contiguous trailing axes (much faster on CPU).
-    spec = jnp.fft.rfftn(jnp.moveaxis(v, -1, 1), axes=axes, norm="forward")
+    spec = jnp.fft.rfftn(v, axes=axes, norm="forward")
     for i in range(ndim - 1):
         spec = take_corners(spec, 2 + i, kept[i], in_shape[i])
     out = contract(spec[..., : kept[-1]], kept)
@@ -79,8 +84,7 @@ def spectral_apply(
         widths[2 + i] = (0, out_shape[i] - 2 * kept[i])
         out = jnp.concatenate([jnp.pad(pos, widths), neg], axis=2 + i)
     out = jnp.pad(out, [(0, 0)] * (out.ndim - 1) + [(0, out_shape[-1] // 2 + 1 - kept[-1])])
-    result = jnp.fft.irfftn(out, s=out_shape, axes=axes, norm="forward")
-    return jnp.moveaxis(result, 1, -1).astype(v.dtype)
+    return jnp.fft.irfftn(out, s=out_shape, axes=axes, norm="forward").astype(v.dtype)
 
 
 def _dft_matrices(n: int, kept: int, last: bool, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
@@ -113,26 +117,28 @@ def _complex_blocks(m: np.ndarray) -> np.ndarray:
 
 
 class SpectralConv(nn.Module):
-    """Fourier-space convolution ``v -> IFFT(R . FFT(v)[kept modes])`` on channels-last fields.
+    """Fourier-space convolution ``v -> IFFT(R . FFT(v)[kept modes])``.
 
-    Input (batch, *spatial, c_in) -> output (batch, *spatial, out_channels). `R` holds complex
+    Input (batch, *spatial, c_in) -> output (batch, *spatial, out_channels), or (batch, c_in,
+    *spatial) -> (batch, out_channels, *spatial) with `channels_first` (the layout FNO keeps
+    inside its Fourier layers: every transform then runs over contiguous axes). `R` holds complex
     weights of shape (2m_1, ..., 2m_{d-1}, m_d, c_in, c_out): both signs of every non-last axis and
     the non-negative half of the last (rfftn) axis. Parameters: 2 * 2^(d-1) * prod(m) * c_in * c_out.
 
     `implementation` picks how the kept modes are computed; both give the same function to
     round-off. "fft": rfftn / irfftn of the whole grid. "dft": only the kept modes, as dense
-    real matrix products per axis (O(n m) per axis instead of O(n log n), but on GEMM units, and
-    channels-last without transposes): 2-3x faster on CPU for the usual m << n. "auto" takes
-    "dft" on CPU and "fft" elsewhere (where FFT libraries are fast and float32 matmuls may run
-    in reduced precision).
+    real matrix products per axis (O(n m) per axis instead of O(n log n), but on GEMM units):
+    2-3x faster on CPU for the usual m << n. "auto" takes "dft" on CPU and "fft" elsewhere (where
+    FFT libraries are fast and float32 matmuls may run in reduced precision).
     """
 
     out_channels: int
     modes: Sequence[int]
     implementation: str = "auto"
+    channels_first: bool = False
 
     @nn.compact
-    def __call__(self, v: Float[Array, "b *spatial ci"]) -> Float[Array, "b *spatial co"]:
+    def __call__(self, v: Float[Array, "b ..."]) -> Float[Array, "b ..."]:
         ndim = v.ndim - 2
         if len(self.modes) != ndim:
             raise ValueError(
@@ -142,13 +148,15 @@ class SpectralConv(nn.Module):
             raise ValueError(
                 f"SpectralConv.implementation must be auto, fft or dft; got {self.implementation!r}"
             )
-        c_in = v.shape[-1]
+        if not self.channels_first:
+            v = jnp.moveaxis(v, -1, 1)
+        c_in = v.shape[1]
         wshape = (*[2 * m for m in self.modes[:-1]], self.modes[-1], c_in, self.out_channels)
         scale = 1.0 / (c_in * self.out_channels)
         w_re = self.param("weight_real", nn.initializers.uniform(scale), wshape)
         w_im = self.param("weight_imag", nn.initializers.uniform(scale), wshape)
 
-        spatial = v.shape[1:-1]
+        spatial = v.shape[2:]
         kept = kept_modes(self.modes, spatial, spatial)
         for i in range(ndim - 1):
             w_re = take_corners(w_re, i, kept[i], 2 * self.modes[i])
@@ -158,24 +166,31 @@ class SpectralConv(nn.Module):
         if implementation == "auto":
             implementation = "dft" if jax.default_backend() == "cpu" else "fft"
         if implementation == "dft":
-            return _spectral_conv_dft(v, w_re, w_im, kept)
-        weight = jax.lax.complex(w_re, w_im)
-        # Written out per dimension: einsum's "..." cannot sit between named axes on both operands.
-        letters = "xyz"[:ndim]
-        return spectral_apply(
-            v,
-            lambda block, _: jnp.einsum(f"bi{letters},{letters}io->bo{letters}", block, weight),
-            self.modes,
-        )
+            out = _spectral_conv_dft(v, w_re, w_im, kept)
+        else:
+            weight = jax.lax.complex(w_re, w_im)
+            # Written out per dimension: einsum's "..." cannot sit between named axes on both
+            # operands.
+            letters = "xyz"[:ndim]
+            contract = functools.partial(jnp.einsum, f"bi{letters},{letters}io->bo{letters}")
+            out = spectral_apply(
+                v, lambda block, _: contract(block, weight), self.modes, None, True
+            )
+        return out if self.channels_first else jnp.moveaxis(out, 1, -1)
 
 
-def _spectral_conv_dft(v: Array, w_re: Array, w_im: Array, kept: tuple[int, ...]) -> Array:
-    """SpectralConv through truncated DFTs in real arithmetic; weights cut to the `kept` modes.
+def _spectral_conv_dft(
+    v: Float[Array, "b ci *spatial"], w_re: Array, w_im: Array, kept: tuple[int, ...]
+) -> Float[Array, "b co *spatial"]:
+    """SpectralConv of a channels-first `v` through truncated DFTs in real arithmetic.
 
-    Complex intermediates carry a (re, im) axis `r`/`s` after the batch axis.
+    The last axis goes real -> complex first, then every other axis complex -> complex, last to
+    first; the inverse runs first to last. Complex intermediates carry a (re, im) axis `r`/`s`
+    placed just after the axis contracted next, so every contraction is over adjacent axes and
+    only the small spectral blocks are ever transposed. Weights are cut to the `kept` modes.
     """
     ndim = v.ndim - 2
-    spatial = v.shape[1:-1]
+    spatial = v.shape[2:]
     dtype = np.dtype(v.dtype)
     mats = [
         _dft_matrices(n, k, i == ndim - 1, dtype)
@@ -183,40 +198,62 @@ def _spectral_conv_dft(v: Array, w_re: Array, w_im: Array, kept: tuple[int, ...]
     ]
     space, modes = "xyz"[:ndim], "XYZ"[:ndim]
     ein = functools.partial(jnp.einsum, precision=jax.lax.Precision.HIGHEST)
-
-    def swap(axes: str, i: int, new: str) -> str:
-        return axes[:i] + new + axes[i + 1 :]
-
-    # Forward: the last axis real -> complex, then every other axis complex -> complex.
     last = ndim - 1
-    axes = swap(space, last, modes[last])
-    z = ein(f"b{space}c,{space[last]}r{modes[last]}->br{axes}c", v, mats[last][0])
-    for i in range(ndim - 1):
-        new = swap(axes, i, modes[i])
-        z = ein(f"br{axes}c,{space[i]}r{modes[i]}s->bs{new}c", z, mats[i][0])
-        axes = new
-    # Per-mode complex channel mixing as one real contraction over (c_in, re/im).
+
+    z = ein(
+        f"bc{space},{space[last]}r{modes[last]}->bc{space[:last]}r{modes[last]}", v, mats[last][0]
+    )
+    for i in reversed(range(last)):
+        before, after = f"{space[: i + 1]}r{modes[i + 1 :]}", f"{space[:i]}s{modes[i:]}"
+        z = ein(f"bc{before},{space[i]}r{modes[i]}s->bc{after}", z, mats[i][0])
+    # Per-mode complex channel mixing, (re, im) pairs as one real contraction over (c_in, re/im).
     weight = jnp.stack(
         [jnp.stack([w_re, w_im], axis=-1), jnp.stack([-w_im, w_re], axis=-1)], axis=-3
     )
-    z = ein(f"br{modes}c,{modes}cros->bs{modes}o", z, weight.astype(v.dtype))
-    for i in range(ndim - 1):
-        new = swap(axes, i, space[i])
-        z = ein(f"br{axes}o,{modes[i]}r{space[i]}s->bs{new}o", z, mats[i][1])
-        axes = new
-    return ein(f"br{axes}o,{modes[last]}r{space[last]}->b{space}o", z, mats[last][1])
+    z = ein(f"bcr{modes},{modes}cros->bos{modes}", z, weight.astype(v.dtype))
+    for i in range(last):
+        before, after = f"{space[:i]}s{modes[i:]}", f"{space[: i + 1]}r{modes[i + 1 :]}"
+        z = ein(f"bo{before},{modes[i]}s{space[i]}r->bo{after}", z, mats[i][1])
+    return ein(
+        f"bo{space[:last]}r{modes[last]},{modes[last]}r{space[last]}->bo{space}", z, mats[last][1]
+    )
+
+
+class ChannelsFirstDense(nn.Module):
+    """`nn.Dense` over axis 1: (b, c, *spatial) -> (b, features, *spatial).
+
+    Same parameters as `nn.Dense` ("kernel" (c, features), "bias" (features,), same initialisers),
+    so a model can switch layout and keep its checkpoints. Computed as one matrix product per
+    sample with the kernel on the left, which needs no transpose of the (large) input.
+    """
+
+    features: int
+
+    @nn.compact
+    def __call__(self, x: Float[Array, "b c *spatial"]) -> Float[Array, "b f *spatial"]:
+        kernel = self.param("kernel", nn.initializers.lecun_normal(), (x.shape[1], self.features))
+        bias = self.param("bias", nn.initializers.zeros_init(), (self.features,))
+        flat = x.reshape(*x.shape[:2], -1)
+        # The kernel broadcast from the input so that it carries the batch sharding of x.
+        kernel = jnp.zeros_like(flat[:, :1, :1]) + kernel.T.astype(x.dtype)[None]
+        y = jax.lax.dot_general(kernel, flat, (((2,), (1,)), ((0,), (0,))))
+        y = y + bias.astype(x.dtype)[None, :, None]
+        return y.reshape(x.shape[0], self.features, *x.shape[2:])
 
 
 class MLP(nn.Module):
-    """Pointwise multilayer perceptron on the last axis: Dense -> act -> ... -> Dense."""
+    """Pointwise multilayer perceptron: Dense -> act -> ... -> Dense over the channel axis (the
+    last, or axis 1 with `channels_first`; the parameters are the same either way)."""
 
     features: Sequence[int]
     activation: Callable[[Array], Array] = gelu
+    channels_first: bool = False
 
     @nn.compact
-    def __call__(self, x: Float[Array, "... c"]) -> Float[Array, "... f"]:
+    def __call__(self, x: Float[Array, "b ..."]) -> Float[Array, "b ..."]:
+        dense = ChannelsFirstDense if self.channels_first else nn.Dense
         for i, width in enumerate(self.features):
-            x = nn.Dense(width)(x)
+            x = dense(width, name=f"Dense_{i}")(x)
             if i < len(self.features) - 1:
                 x = self.activation(x)
         return x

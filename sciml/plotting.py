@@ -171,3 +171,52 @@ def plot_predictive_interval(
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def plot_ensemble(
+    path: str | Path,
+    members: np.ndarray,
+    truth: np.ndarray,
+    base: np.ndarray | None = None,
+    title: str = "",
+) -> None:
+    """Truth, base (e.g. the interpolated coarse field), two members, the ensemble mean and the
+    ensemble standard deviation of one 2D sample, channel 0; members (m, x, y, c), truth (x, y, c).
+    """
+    members, truth = np.asarray(members)[..., 0], np.asarray(truth)[..., 0]
+    panels = {"truth": truth}
+    if base is not None:
+        panels["base"] = np.asarray(base)[..., 0]
+    panels.update({f"member {i}": members[i] for i in range(min(2, len(members)))})
+    panels["ensemble mean"] = members.mean(0)
+    std = members.std(0, ddof=1) if len(members) > 1 else np.zeros_like(truth)
+    lim = np.abs(truth).max()
+    fig, axes = plt.subplots(1, len(panels) + 1, figsize=(3.2 * (len(panels) + 1), 3.4))
+    for ax, (name, data) in zip(axes, panels.items(), strict=False):
+        ax.imshow(data.T, origin="lower", cmap="RdBu_r", vmin=-lim, vmax=lim)
+        ax.set_title(name)
+        ax.set_axis_off()
+    im = axes[-1].imshow(std.T, origin="lower", cmap="magma")
+    axes[-1].set_title(f"ensemble std ({len(members)} members)")
+    axes[-1].set_axis_off()
+    fig.colorbar(im, ax=axes[-1], shrink=0.8)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_pull_histogram(path: str | Path, pull: np.ndarray, title: str = "") -> None:
+    """Histogram of pulls ``(ensemble mean - truth) / ensemble std`` against N(0, 1)."""
+    pull = np.asarray(pull).ravel()
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    edges = np.linspace(-6, 6, 121)
+    ax.hist(np.clip(pull, -6, 6), bins=edges, density=True, color="C0", alpha=0.7, label="pull")
+    ax.plot(edges, np.exp(-(edges**2) / 2) / np.sqrt(2 * np.pi), "k", label="N(0, 1)")
+    ax.set_xlabel("(mean - truth) / std")
+    ax.set_title(title or f"pull: mean {pull.mean():.2f}, std {pull.std():.2f}")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -88,11 +88,26 @@ def load(name_or_path: str | Path) -> tuple[nn.Module, Any, dict[str, Any]]:
     params = state.get("ema_params") or state.get("params")
     if params is None:
         raise CheckpointError(f"{directory / str(step)} holds no parameters")
-    spec = meta["data"]
-    example = jnp.zeros((1, *spec["spatial_shape"], spec["in_channels"]), jnp.float32)
-    expected = jax.eval_shape(model.init, jax.random.key(0), example)
+    expected = jax.eval_shape(model.init, jax.random.key(0), *example_inputs(meta))
     _check_same_shapes(expected, params, directory / str(step))
     return model, jax.tree.map(jnp.asarray, params), meta
+
+
+def example_inputs(meta: dict[str, Any]) -> tuple[Any, ...]:
+    """Zero arrays shaped like the model's positional arguments, to rebuild its parameters.
+
+    From the metadata's "init_inputs" (one entry per argument: a shape, or a dict of shapes, as
+    FLEX's ``(x_t, t, cond)``), else one input (1, *spatial_shape, in_channels).
+    """
+    spec = meta.get("init_inputs")
+    if spec is None:
+        data = meta["data"]
+        spec = [[1, *data["spatial_shape"], data["in_channels"]]]
+
+    def is_shape(s: Any) -> bool:
+        return isinstance(s, list) and all(isinstance(n, int) for n in s)
+
+    return tuple(jax.tree.map(lambda s: jnp.zeros(s, jnp.float32), spec, is_leaf=is_shape))
 
 
 def _check_same_shapes(expected: Any, params: Any, where: Path) -> None:

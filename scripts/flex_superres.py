@@ -12,7 +12,6 @@ Usage: python scripts/flex_superres.py [--steps 200] [--batch 16] [--trajectorie
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import shutil
 import time
@@ -22,6 +21,7 @@ import numpy as np
 
 from sciml.diffusion.superres import (
     KolmogorovSR,
+    checkpoint_metadata,
     conditioning,
     evaluate_superres,
     generate_vorticity,
@@ -33,7 +33,7 @@ from sciml.diffusion.superres import (
 from sciml.train import Checkpointer
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> str:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--batch", type=int, default=16)
@@ -43,7 +43,7 @@ def main() -> None:
     parser.add_argument("--members", type=int, default=8)
     parser.add_argument("--run-dir", default="runs/flex_superres")
     parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     start = time.perf_counter()
     config = KolmogorovSR()
@@ -88,21 +88,8 @@ def main() -> None:
     t_eval = time.perf_counter() - start - t_data - t_train
 
     run_dir = args.run_dir
-    metadata = {
-        "checkpoint_format": 1,
-        "model": {"type": "sciml.diffusion.FLEX", **_model_fields(model)},
-        "data": {
-            "fields": ["vorticity"],
-            "n_spatial_dims": 2,
-            "spatial_shape": [config.n, config.n],
-            "in_channels": 1,
-            "out_channels": 1,
-            "mean": [0.0],
-            "std": [scale],
-            "coarse_shape": [config.coarse_n, config.coarse_n],
-        },
-        "config": {"task": dataclasses.asdict(config), **vars(args)},
-    }
+    metadata = checkpoint_metadata(model, config, scale)
+    metadata["config"] |= vars(args)
     # The script always trains from scratch: replace the checkpoint of an earlier run.
     shutil.rmtree(f"{run_dir}/checkpoints", ignore_errors=True)
     ckpt = Checkpointer(f"{run_dir}/checkpoints", keep=1, best_metric="heldout_rfne_flex_2")
@@ -119,14 +106,7 @@ def main() -> None:
         "table": table,
     }
     print(json.dumps(summary, indent=1))
-
-
-def _model_fields(model) -> dict:
-    return {
-        f.name: (list(v) if isinstance(v, tuple) else v)
-        for f in dataclasses.fields(model)
-        if f.name not in ("parent", "name") and (v := getattr(model, f.name)) is not None
-    }
+    return run_dir
 
 
 if __name__ == "__main__":

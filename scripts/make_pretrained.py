@@ -6,6 +6,7 @@ sciml/checkpoints/NAME (parameters and metadata only, a few MB).
 """
 
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -41,12 +42,22 @@ SHIPPED = {
     ),
     "pme_dppl_fno": ("configs/probharde2e_pme.yaml", []),
     "neurde_sod2": ("configs/neurde_sod2.yaml", []),  # trained by sciml.pde.lbm.train_neurde
+    # FLEX super-resolution (tiny FLEX, 64^2 Kolmogorov flow): a script, not a config.
+    "flex_superres_kolmogorov": (
+        "scripts/flex_superres.py",
+        ["--steps", "1000", "--run-dir", "runs/flex_superres_pretrained"],
+    ),
 }
 
 
 def main() -> None:
     for name in sys.argv[1:] or SHIPPED:
         path, overrides = SHIPPED[name]
+        if path.endswith(".py"):
+            subprocess.run([sys.executable, path, *overrides], check=True)
+            run_dir = Path(overrides[overrides.index("--run-dir") + 1])
+            _export(name, run_dir)
+            continue
         raw = config.read_yaml(path)
         if raw.pop("task", None) == "neurde":
             cfg = config.apply_overrides(raw, overrides)
@@ -54,11 +65,15 @@ def main() -> None:
             run_dir = Path(cfg["run_dir"])
         else:
             run_dir = train(config.load(path, overrides))
-        destination = pretrained.SHIPPED / name
-        shutil.rmtree(destination, ignore_errors=True)
-        pretrained.export(run_dir, destination)
-        size = sum(f.stat().st_size for f in Path(destination).rglob("*") if f.is_file())
-        print(f"exported {run_dir} to {destination} ({size / 1e6:.1f} MB)", flush=True)
+        _export(name, run_dir)
+
+
+def _export(name: str, run_dir: Path) -> None:
+    destination = pretrained.SHIPPED / name
+    shutil.rmtree(destination, ignore_errors=True)
+    pretrained.export(run_dir, destination)
+    size = sum(f.stat().st_size for f in Path(destination).rglob("*") if f.is_file())
+    print(f"exported {run_dir} to {destination} ({size / 1e6:.1f} MB)", flush=True)
 
 
 if __name__ == "__main__":

@@ -1,3 +1,4 @@
+import flax.linen
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -75,6 +76,39 @@ def test_spectral_conv_dft_equals_fft_with_gradients(shape, modes, x64):
 
     for a, b in zip(jax.tree.leaves(grads(dft)), jax.tree.leaves(grads(fft))):
         np.testing.assert_allclose(a, b, rtol=0, atol=1e-11)
+
+
+@pytest.mark.parametrize("implementation", ["fft", "dft"])
+@pytest.mark.parametrize(
+    ("shape", "modes"), [((12,), (4,)), ((10, 9), (3, 4)), ((6, 5, 8), (2, 2, 3))]
+)
+def test_channels_first_layers_compute_the_channels_last_map(implementation, shape, modes, x64):
+    # FNO runs its Fourier layers channels-first on the parameters of the channels-last layers.
+    from sciml.nn import MLP, ChannelsFirstDense
+
+    x = jax.random.normal(jax.random.key(1), (2, *shape, 3))
+    first = lambda y: jnp.moveaxis(y, -1, 1)  # noqa: E731
+    conv = SpectralConv(4, modes, implementation=implementation)
+    params = conv.init(jax.random.key(0), x)
+    conv_first = SpectralConv(4, modes, implementation=implementation, channels_first=True)
+    np.testing.assert_allclose(
+        conv_first.apply(params, first(x)), first(conv.apply(params, x)), rtol=0, atol=1e-13
+    )
+    dense = flax.linen.Dense(5)
+    params = dense.init(jax.random.key(2), x)
+    assert jax.tree.map(jnp.shape, ChannelsFirstDense(5).init(jax.random.key(2), first(x))) == (
+        jax.tree.map(jnp.shape, params)
+    )
+    np.testing.assert_allclose(
+        ChannelsFirstDense(5).apply(params, first(x)), first(dense.apply(params, x)), atol=1e-13
+    )
+    mlp = MLP((6, 2))
+    params = mlp.init(jax.random.key(3), x)
+    np.testing.assert_allclose(
+        MLP((6, 2), channels_first=True).apply(params, first(x)),
+        first(mlp.apply(params, x)),
+        atol=1e-13,
+    )
 
 
 def test_spectral_conv_rejects_an_unknown_implementation():
