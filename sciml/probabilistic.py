@@ -27,9 +27,10 @@ from jaxtyping import Array, Float
 from sciml.constraints import (
     DiagonalCovariance,
     Gaussian,
-    LinearConstraint,
     LowRankCovariance,
+    WeightedSumConstraint,
     project_gaussian,
+    weighted_sum_constraint,
 )
 from sciml.scoring import crps_gaussian, gaussian_nll
 
@@ -98,6 +99,17 @@ def conservation_matrix(spatial: tuple[int, ...], channels: int) -> np.ndarray:
     return np.kron(np.full((1, n_points), 1.0 / n_points), np.eye(channels)).astype(np.float32)
 
 
+def conservation_constraint_of(spatial: tuple[int, ...], channels: int) -> WeightedSumConstraint:
+    """The per-channel spatial means of a (*spatial, c) field, as a structured constraint.
+
+    Its rows are those of `conservation_matrix` (the fields flattened row-major, channels last),
+    so the projections need no dense A; the target is zero (set it with ``.replace(target=U)``).
+    """
+    n_points = int(np.prod(spatial))
+    weights = np.full((n_points, channels), 1.0 / n_points)
+    return weighted_sum_constraint(weights, np.zeros(channels), axis=0)
+
+
 def conserved_totals(y: Float[Array, "b *spatial c"]) -> Float[Array, "b c"]:
     """U_k per sample: the spatial mean of every channel of the reference field."""
     return y.reshape(y.shape[0], -1, y.shape[-1]).mean(axis=1)
@@ -125,12 +137,12 @@ def project_field(
         return prior
     if projection not in PROJECTIONS:
         raise ValueError(f"projection must be one of {PROJECTIONS}, got {projection!r}")
-    matrix = jnp.asarray(conservation_matrix(field.mean.shape[1:-1], field.mean.shape[-1]))
+    constraint = conservation_constraint_of(field.mean.shape[1:-1], field.mean.shape[-1])
+    constraint = jax.tree.map(lambda a: a.astype(totals.dtype), constraint)
     noise = noise_variance if projection == "probconserv" else 0.0
 
     def one(gaussian: Gaussian, target: Array) -> Gaussian:
-        constraint = LinearConstraint(matrix=matrix.astype(target.dtype), target=target)
-        return project_gaussian(gaussian, constraint, noise_variance=noise)
+        return project_gaussian(gaussian, constraint.replace(target=target), noise_variance=noise)
 
     return _per_sample(one, prior, totals)
 

@@ -19,7 +19,7 @@ energy_score (from `--samples` draws, per window), coverage90, coherency_error (
 ``|A mean|``) and sample_coherency_error (largest ``|A draw|``), train_seconds. Evaluation
 refines the hard projection once (see `project_forecast`).
 
-Run: ``python scripts/probharde2e_timeseries.py`` (about a minute on one CPU core).
+Run: ``python scripts/probharde2e_timeseries.py`` (about two minutes on two busy CPU cores).
 """
 
 import argparse
@@ -132,8 +132,22 @@ def project_forecast(
     (iterative refinement; the covariance is unchanged). A DPPL-trained head leaves its mean free
     along the constrained directions and shrinks its variance there, so ``A Sigma A^T`` is
     ill-conditioned and one float32 solve leaves a residual of ~1e-4 of ``|A mu|``; the second
-    brings it to round-off.
+    brings it to round-off. Windows are projected one at a time (see `per_window`); use
+    `per_window` too for what needs the projected covariance (variances, draws).
     """
+    return per_window(
+        lambda f: _project_window(f, constraint, projection, noise_variance, refine), forecast
+    )
+
+
+def _project_window(
+    forecast: GaussianForecast,
+    constraint: LinearConstraint,
+    projection: str,
+    noise_variance: float,
+    refine: bool,
+) -> Gaussian:
+    """`project_forecast` for one window (leaves without the batch axis)."""
     if forecast.factor is None:
         cov = DiagonalCovariance(variance=forecast.variance)
     else:
@@ -142,22 +156,37 @@ def project_forecast(
     if projection == "none":
         return prior
     noise = noise_variance if projection == "probconserv" else 0.0
-    post = jax.vmap(lambda g: project_gaussian(g, constraint, noise_variance=noise))(prior)
+    post = project_gaussian(prior, constraint, noise_variance=noise)
     if refine and projection == "dppl":
-        again = jax.vmap(lambda g: project_gaussian(g, constraint))(
-            Gaussian(mean=post.mean, cov=prior.cov)
-        )
+        again = project_gaussian(Gaussian(mean=post.mean, cov=prior.cov), constraint)
         post = Gaussian(mean=again.mean, cov=post.cov)
     return post
+
+
+def per_window(fn, *args):
+    """``jax.vmap(fn)(*args)`` computed one window at a time (`jax.lax.map`).
+
+    The coherency projection factorises a dense 24 x 24 ``A Sigma A^T`` per window (LAPACK).
+    jaxlib 0.10.2's CPU LAPACK kernels split a large batch across XLA's intra-op thread pool and
+    block until the pieces are done; when the executor runs two such kernels at once, each on a
+    pool thread, and the pool has no third thread (2 cores), both wait forever. That is how the
+    full-size evaluation (593 windows, a batched LU solve beside batched Cholesky solves) hung.
+    One window at a time every kernel has a batch of one and runs inline.
+    """
+    return jax.lax.map(lambda xs: fn(*xs), args)
 
 
 def crps_loss(
     params, model: Forecaster, constraint: LinearConstraint, projection: str, x, y
 ) -> Float[Array, ""]:
     """Closed-form CRPS of the (projected) marginals, mean over windows and coordinates."""
-    post = project_forecast(model.apply(params, x), constraint, projection)
-    variance = jax.vmap(lambda g: g.variance())(post)
-    return crps_gaussian(post.mean, variance, y.reshape(y.shape[0], -1))
+
+    def marginals(forecast: GaussianForecast) -> tuple[Array, Array]:
+        post = _project_window(forecast, constraint, projection, 1e-3, False)
+        return post.mean, post.variance()
+
+    mean, variance = per_window(marginals, model.apply(params, x))
+    return crps_gaussian(mean, variance, y.reshape(y.shape[0], -1))
 
 
 def train_forecaster(
@@ -226,20 +255,22 @@ def forecast_metrics(
 @jax.jit(static_argnums=(1, 6, 8, 9))
 def _metrics(key, model, params, constraint, x, y, projection, scale, n_samples, noise_variance):
     forecast = model.apply(params, x)
-    post = project_forecast(
-        forecast, constraint, projection, noise_variance=noise_variance, refine=True
-    )
-    mean = post.mean * scale
-    std = jnp.sqrt(jnp.maximum(jax.vmap(lambda g: g.variance())(post), 0.0)) * scale
-    truth = y.reshape(y.shape[0], -1) * scale
+
+    def window(forecast: GaussianForecast, key: Array) -> tuple[Array, Array, Array]:
+        post = _project_window(forecast, constraint, projection, noise_variance, True)
+        if projection == "dppl":
+            # ProbHardE2E's inference: draw from the head, project every draw exactly (and refine).
+            prior = _project_window(forecast, constraint, "none", noise_variance, False)
+            draws = _project_draws(prior.sample(key, n_samples), prior.cov, constraint)
+        else:
+            draws = post.sample(key, n_samples)
+        return post.mean, post.variance(), draws
+
     keys = jax.random.split(key, y.shape[0])
-    if projection == "dppl":
-        # ProbHardE2E's inference: draw from the head, project every draw exactly (and refine).
-        prior = project_forecast(forecast, constraint, "none")
-        draws = jax.vmap(lambda g, k: g.sample(k, n_samples))(prior, keys)
-        draws = jax.vmap(lambda g, zs: _project_draws(zs, g.cov, constraint))(prior, draws)
-    else:
-        draws = jax.vmap(lambda g, k: g.sample(k, n_samples))(post, keys)
+    mean, variance, draws = per_window(window, forecast, keys)
+    mean = mean * scale
+    std = jnp.sqrt(jnp.maximum(variance, 0.0)) * scale
+    truth = y.reshape(y.shape[0], -1) * scale
     draws = draws * scale  # (b, s, n)
     matrix = constraint.matrix
     return {

@@ -4,7 +4,9 @@ Shared by the ProbHardE2E probabilistic layers and the ECI / PCFM constrained sa
 
 - Linear equalities ``A u = b`` on a field flattened row-major to n unknowns (`LinearConstraint`),
   built from values on a mask, initial / boundary / periodic slices, quadrature integrals and
-  per-time conservation, hierarchical sums, and stacked with `stack_constraints`.
+  per-time conservation, hierarchical sums, and stacked with `stack_constraints`. Integrals and
+  conservation are `WeightedSumConstraint`s (rows summing disjoint unknowns), which the
+  projections apply without the dense A.
 - `project_euclidean`: the exact L2 projection onto ``A u = b``; `project_box`: clipping.
 - `project_gaussian`: Gaussian conditioning on ``A u = b`` (ProbHardE2E's DPPL) for diagonal,
   low-rank-plus-diagonal and full covariances, never forming n x n for the structured ones.
@@ -23,6 +25,7 @@ from sciml.constraints._gaussian import (
 )
 from sciml.constraints._linear import (
     LinearConstraint,
+    WeightedSumConstraint,
     boundary_value_constraint,
     coherency_constraint,
     conservation_constraint,
@@ -35,6 +38,7 @@ from sciml.constraints._linear import (
     stack_constraints,
     trapezoid_weights,
     value_constraint,
+    weighted_sum_constraint,
 )
 from sciml.constraints._nonlinear import NonlinearConstraint, project_gauss_newton
 
@@ -47,6 +51,7 @@ __all__ = [
     "LowRankCovariance",
     "NonlinearConstraint",
     "ProjectedCovariance",
+    "WeightedSumConstraint",
     "boundary_value_constraint",
     "coherency_constraint",
     "conservation_constraint",
@@ -61,4 +66,5 @@ __all__ = [
     "stack_constraints",
     "trapezoid_weights",
     "value_constraint",
+    "weighted_sum_constraint",
 ]

@@ -1,7 +1,7 @@
 """Linear equality constraints ``A u = b`` on flattened fields: builders and exact projections."""
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import flax.struct
 import jax
@@ -19,7 +19,12 @@ class LinearConstraint:
     """The linear equality ``A u = b`` on a field u flattened (row-major) to n unknowns.
 
     A is dense: the constraints this library builds (values, slices, integrals, sums) number far
-    fewer than the unknowns, and every projection needs only ``m x m`` solves with it.
+    fewer than the unknowns, and every projection needs only ``m x m`` solves with it. The
+    products below are what the projections use; `WeightedSumConstraint` does them without A.
+
+    `disjoint_rows` (class-level) says that no two rows share an unknown, so that
+    ``A diag(d) A^T`` is diagonal for every d; the projections use it to replace m x m solves by
+    diagonal (and low-rank) ones.
 
     Attributes:
         matrix: A, shape (m, n), full row rank (m <= n).
@@ -29,6 +34,7 @@ class LinearConstraint:
     # Leaves are typed loosely: pytree utilities rebuild the class with placeholder leaves.
     matrix: Any
     target: Any
+    disjoint_rows: ClassVar[bool] = False
 
     @property
     def n_constraints(self) -> int:
@@ -42,7 +48,86 @@ class LinearConstraint:
 
     def residual(self, u: Float[Array | np.ndarray, "..."]) -> Float[Array, " m"]:
         """``A u - b`` for a field u of any shape with n elements."""
-        return self.matrix @ u.reshape(-1) - self.target
+        return self.apply(jnp.asarray(u).reshape(-1)) - self.target
+
+    def apply(self, x: Float[Array, "n ..."]) -> Float[Array, "m ..."]:
+        """``A x`` for x of shape (n,) or (n, k)."""
+        return self.matrix @ x
+
+    def apply_transpose(self, y: Float[Array, "m ..."]) -> Float[Array, "n ..."]:
+        """``A^T y`` for y of shape (m,) or (m, k)."""
+        return self.matrix.T @ y
+
+    def weighted_gram(self, d: Float[Array, " n"]) -> Float[Array, "m m"]:
+        """``A diag(d) A^T``."""
+        return (self.matrix * d[None, :]) @ self.matrix.T
+
+    def squared_row_norms(self, d: Float[Array, " n"]) -> Float[Array, " m"]:
+        """``sum_i A_ji^2 d_i``, the diagonal of ``A diag(d) A^T``."""
+        return self.matrix**2 @ d
+
+    def squared_column_norms(self, v: Float[Array, " m"]) -> Float[Array, " n"]:
+        """``sum_j A_ji^2 v_j``, the diagonal of ``A^T diag(v) A``."""
+        return v @ self.matrix**2
+
+
+@flax.struct.dataclass
+class WeightedSumConstraint(LinearConstraint):
+    """A `LinearConstraint` whose rows are weighted sums over disjoint sets of unknowns.
+
+    The unknowns ``u[offset : offset + p q]``, viewed as a (p, q) block U, are summed with the
+    weights W along `axis`: ``A u = sum(W * U, axis)``. Rows of per-time conservation on a
+    (time, *space) field are the block's rows (``axis=1``, ``A = [0 | I (kron) w]``); per-channel
+    means of a channels-last field are its columns (``axis=0``, ``A = w (kron) I``); a single
+    integral is one row (p = 1). Every product the projections need then costs O(n) instead of
+    O(m n), and ``A diag(d) A^T`` is diagonal. `matrix` holds the same A densely for generic
+    consumers; build with `weighted_sum_constraint`, which keeps the two consistent.
+
+    Attributes:
+        weights: W, shape (p, q).
+        offset: static, index of the block's first unknown in the flattened field.
+        axis: static, 1 (one row per block row, m = p) or 0 (one row per block column, m = q).
+    """
+
+    weights: Any = None
+    offset: int = flax.struct.field(pytree_node=False, default=0)
+    axis: int = flax.struct.field(pytree_node=False, default=1)
+    disjoint_rows: ClassVar[bool] = True
+
+    def _block(self, x: Float[Array, "n ..."]) -> Float[Array, "p q ..."]:
+        p, q = self.weights.shape
+        return x[self.offset : self.offset + p * q].reshape(p, q, *x.shape[1:])
+
+    def _scatter(self, block: Float[Array, "p q ..."]) -> Float[Array, "n ..."]:
+        """The block placed back into a field of n unknowns, zero elsewhere."""
+        p, q = self.weights.shape
+        flat = block.reshape(p * q, *block.shape[2:])
+        after = self.n_unknowns - self.offset - p * q
+        return jnp.pad(flat, [(self.offset, after)] + [(0, 0)] * (flat.ndim - 1))
+
+    def _w(self, power: int, extra: int) -> Float[Array, "p q ..."]:
+        return (self.weights**power).reshape(*self.weights.shape, *(1,) * extra)
+
+    def _contract(self, w: Float[Array, "p q"], x: Float[Array, "n ..."]) -> Float[Array, "m ..."]:
+        # An einsum (a batched dot over the rows) runs about 2x faster forward and backward on
+        # CPU than the broadcast product and reduction it equals.
+        rows = "p" if self.axis == 1 else "q"
+        return jnp.einsum(f"pq,pq...->{rows}...", w, self._block(x))
+
+    def apply(self, x: Float[Array, "n ..."]) -> Float[Array, "m ..."]:
+        return self._contract(self.weights, x)
+
+    def apply_transpose(self, y: Float[Array, "m ..."]) -> Float[Array, "n ..."]:
+        return self._scatter(self._w(1, y.ndim - 1) * jnp.expand_dims(y, self.axis))
+
+    def weighted_gram(self, d: Float[Array, " n"]) -> Float[Array, "m m"]:
+        return jnp.diag(self.squared_row_norms(d))
+
+    def squared_row_norms(self, d: Float[Array, " n"]) -> Float[Array, " m"]:
+        return self._contract(self.weights**2, d)
+
+    def squared_column_norms(self, v: Float[Array, " m"]) -> Float[Array, " n"]:
+        return self._scatter(self._w(2, 0) * jnp.expand_dims(v, self.axis))
 
 
 def _float(x: Values) -> Array:
@@ -148,7 +233,39 @@ def trapezoid_weights(
     return (before + after) / 2
 
 
-def integral_constraint(weights: Values, total: Values) -> LinearConstraint:
+def weighted_sum_constraint(
+    weights: Values, totals: Values, *, axis: int, n_unknowns: int | None = None, offset: int = 0
+) -> WeightedSumConstraint:
+    """Rows ``sum(W * U, axis) = totals`` over the block ``U = u[offset : offset + p q]``.
+
+    Args:
+        weights: W, shape (p, q); concrete or traced.
+        totals: b, shape (p,) for ``axis=1`` or (q,) for ``axis=0``.
+        axis: keyword-only; the block axis each row sums over (see `WeightedSumConstraint`).
+        n_unknowns: keyword-only; n, the size of the whole field (default ``offset + p q``).
+        offset: keyword-only; the block's first unknown.
+    Returns:
+        The structured constraint, with its dense matrix for generic consumers.
+    """
+    w = _float(weights)
+    if w.ndim != 2 or axis not in (0, 1):
+        raise ValueError(f"weights must be 2-D and axis 0 or 1, got shape {w.shape}, axis {axis}")
+    p, q = w.shape
+    n = offset + p * q if n_unknowns is None else n_unknowns
+    if offset < 0 or offset + p * q > n:
+        raise ValueError(f"block of {p * q} unknowns at offset {offset} exceeds n = {n}")
+    m = w.shape[1 - axis]
+    target = _float(totals).reshape(-1)
+    if target.size != m:
+        raise ValueError(f"{m} rows (weights {w.shape}, axis {axis}) but {target.size} totals")
+    eye = jnp.eye(m, dtype=w.dtype)
+    picks = eye[:, :, None] if axis == 1 else eye[:, None, :]  # row j picks block row/column j
+    rows = (picks * w[None]).reshape(m, p * q)
+    matrix = jnp.pad(rows, [(0, 0), (offset, n - offset - p * q)])
+    return WeightedSumConstraint(matrix=matrix, target=target, weights=w, offset=offset, axis=axis)
+
+
+def integral_constraint(weights: Values, total: Values) -> WeightedSumConstraint:
     """One row ``sum_j w_j u_j = total``: a (region) integral with quadrature weights.
 
     Args:
@@ -156,12 +273,12 @@ def integral_constraint(weights: Values, total: Values) -> LinearConstraint:
         total: the integral's value, a scalar.
     """
     w = _float(weights)
-    return LinearConstraint(matrix=w.reshape(1, -1), target=_float(total).reshape(1))
+    return weighted_sum_constraint(w.reshape(1, -1), _float(total).reshape(1), axis=1)
 
 
 def conservation_constraint(
     weights: Values, totals: Values, *, first_time: int = 0
-) -> LinearConstraint:
+) -> WeightedSumConstraint:
     """Conservation ``integral u(t, x) dx = U(t)`` at each time of a (time, *space) field.
 
     Args:
@@ -174,9 +291,12 @@ def conservation_constraint(
     """
     w = _float(weights).reshape(1, -1)
     totals = _float(totals).reshape(-1)
-    rows = jnp.kron(jnp.eye(totals.size, dtype=w.dtype), w)
-    skipped = jnp.zeros((totals.size, first_time * w.size), w.dtype)
-    return LinearConstraint(matrix=jnp.concatenate([skipped, rows], axis=1), target=totals)
+    return weighted_sum_constraint(
+        jnp.broadcast_to(w, (totals.size, w.size)),
+        totals,
+        axis=1,
+        offset=first_time * w.size,
+    )
 
 
 def coherency_constraint(
@@ -241,10 +361,10 @@ def project_euclidean(
     Returns:
         The projected field, shape of `u`.
     """
-    a = constraint.matrix
-    gram = cho_factor(a @ a.T, lower=True)
     flat = u.reshape(-1)
-    return (flat - a.T @ cho_solve(gram, a @ flat - constraint.target)).reshape(u.shape)
+    gram = cho_factor(constraint.weighted_gram(jnp.ones_like(flat)), lower=True)
+    correction = constraint.apply_transpose(cho_solve(gram, constraint.residual(flat)))
+    return (flat - correction).reshape(u.shape)
 
 
 def project_box(
