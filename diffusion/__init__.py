@@ -21,6 +21,10 @@ The core, one concern per module:
   the gradient-guidance baseline (`guidance_sample`); `pcfm`: PCFM (`pcfm_sample`) for nonlinear
   ``h(u) = 0``. ECI's analytic tasks are in `sciml.pde.sampling_tasks`, its metrics (`mmse`,
   `smse`, `constraint_error`) in `sciml.metrics`.
+- Tasks (imported by their module, not re-exported): `kolmogorov` (the Kolmogorov-flow data, tiny
+  FLEX, training loop, sampler and checkpoint metadata they share), `superres` (x4 residual
+  super-resolution) and `forecast` (residual forecasting from 2 past snapshots); metrics in
+  `evaluation`.
 
 The network contract is ``apply_fn(params, x_t, t, cond) -> prediction`` with x_t channels-last
 (batch, *spatial, c), t of shape (batch,) and cond any pytree or None.

@@ -9,62 +9,71 @@ v-prediction on `CosineVP` (L1 loss, as in the paper), conditioned on the coarse
 viscosity. Samples come from deterministic DDIM with 2 (FLEX's default) or more steps.
 
 Fields are normalised by one scale (the training vorticity's standard deviation; the mean is ~0),
-so variances below are in units of Var[x].
+so variances below are in units of Var[x]. The data, the tiny model, the training loop and the
+sampler are shared with forecasting (`sciml.diffusion.kolmogorov`); `train_superres` and
+`sample_superres` are its `train_diffusion` and `sample_ensemble`.
 """
 
 import dataclasses
-import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from sciml import config as config_lib
-from sciml.diffusion.evaluation import deterministic_metrics, ensemble_metrics, pulls
+from sciml.diffusion import kolmogorov
+from sciml.diffusion.evaluation import deterministic_metrics, ensemble_metrics
 from sciml.diffusion.flex import FLEX
-from sciml.diffusion.losses import diffusion_loss
+from sciml.diffusion.kolmogorov import (
+    KolmogorovFlow,
+    generate_vorticity,
+    make_loss,
+    residual_variance,
+    tiny_flex,
+    write_sample_report,
+)
 from sciml.diffusion.residual import Residual
-from sciml.diffusion.samplers import ddim, ensemble
-from sciml.diffusion.schedules import CosineVP
-from sciml.fields import energy_spectrum
-from sciml.plotting import plot_ensemble, plot_pull_histogram, plot_spectra
-from sciml.train import TrainState, make_train_step
+
+__all__ = [
+    "KolmogorovSR",
+    "checkpoint_metadata",
+    "coarsen",
+    "conditioning",
+    "evaluate_superres",
+    "generate_vorticity",
+    "make_loss",
+    "periodic_bicubic",
+    "residual_model",
+    "residual_variance",
+    "sample_report",
+    "sample_superres",
+    "task_from_metadata",
+    "tiny_flex",
+    "train_superres",
+]
 
 Field = Float[Array | np.ndarray, "b x y c"]
 
+# The shared training loop and sampler under this task's names.
+train_superres = kolmogorov.train_diffusion
+sample_superres = kolmogorov.sample_ensemble
+
 
 @dataclasses.dataclass(frozen=True)
-class KolmogorovSR:
-    """The data and the super-resolution set-up.
+class KolmogorovSR(KolmogorovFlow):
+    """The data (`KolmogorovFlow`: grid, viscosities, time stepping, snapshots) and the
+    super-resolution set-up.
 
     Attributes:
-        n: fine grid points per axis.
         factor: subsampling factor of the coarse grid (n / factor points per axis).
-        train_viscosities, test_viscosities: viscosities seen in training / held out.
-        drag: linear drag mu (keeps the forced flow statistically steady).
-        dt: ETDRK4 time step; warmup: spin-up time discarded; spacing: time between snapshots.
-        snapshots: snapshots kept per trajectory after the spin-up.
-        forcing_wavenumber: n of the Kolmogorov forcing ``sin(n y) e_x``.
-        reference_viscosity: the network's parameter input is ``reference_viscosity / nu`` (a
-            Reynolds-number-like scale, as FLEX feeds Re / 40000).
     """
 
-    n: int = 64
+    kind: ClassVar[str] = "superres"
+
     factor: int = 4
-    train_viscosities: tuple[float, ...] = (2e-3, 4e-3, 8e-3)
-    test_viscosities: tuple[float, ...] = (3e-3,)
-    drag: float = 0.1
-    dt: float = 0.02
-    warmup: float = 20.0
-    spacing: float = 1.0
-    snapshots: int = 8
-    forcing_wavenumber: int = 4
-    reference_viscosity: float = 2e-3
 
     @property
     def coarse_n(self) -> int:
@@ -74,39 +83,6 @@ class KolmogorovSR:
     def k_cut(self) -> int:
         """The coarse grid's largest resolved wavenumber, n / (2 factor)."""
         return self.coarse_n // 2
-
-    def dataset(self, viscosity: float) -> dict:
-        """The data generator as a component spec (built by `sciml.config.build`, like any
-        config's `data.generator`; sciml.diffusion does not import sciml.pde)."""
-        equation = {
-            "type": "sciml.pde.NavierStokes2D",
-            "shape": [self.n, self.n],
-            "dt": self.dt,
-            "viscosity": viscosity,
-            "drag": self.drag,
-            "forcing": "kolmogorov",
-            "forcing_wavenumber": self.forcing_wavenumber,
-        }
-        return {
-            "type": "sciml.pde.SpectralDataset",
-            "equation": equation,
-            "t_final": self.spacing * (self.snapshots - 1),
-            "n_snapshots": self.snapshots,
-            "warmup": self.warmup,
-            "initial_condition": {"kind": "grf", "sigma": 5.0, "tau": 3.0, "alpha": 2.5},
-        }
-
-
-def generate_vorticity(
-    key: PRNGKeyArray, config: KolmogorovSR, viscosity: float, n_trajectories: int
-) -> Float[np.ndarray, "s x y 1"]:
-    """Vorticity snapshots (n_trajectories * snapshots, n, n, 1) at one viscosity after spin-up.
-
-    All viscosities share one compiled solver (the viscosity is a traced leaf of the problem).
-    """
-    generator = config_lib.build(config.dataset(viscosity), "KolmogorovSR.dataset")
-    traj = generator.generate(key, n_trajectories).fields["u"]
-    return traj.reshape(-1, config.n, config.n, 1).astype(np.float32)
 
 
 def coarsen(x: Field, factor: int) -> Float[Array, "b xc yc c"]:
@@ -122,10 +98,9 @@ def conditioning(
     The field is `periodic_bicubic` of ``x[::factor, ::factor]``: the base of the residual and
     the task encoder's input (FLEX's task encoder also reads the upsampled field).
     """
-    nu = jnp.asarray(viscosity, jnp.float32)
     return {
         "field": periodic_bicubic(coarsen(x, config.factor), config.factor),
-        "params": (config.reference_viscosity / nu)[:, None],
+        "params": config.parameter(viscosity),
     }
 
 
@@ -156,116 +131,6 @@ def periodic_bicubic(coarse: Float[Array, "b xc yc c"], factor: int) -> Float[Ar
 def residual_model(config: KolmogorovSR) -> Residual:
     """Residual diffusion around ``cond["field"]``, the upsampled coarse field (`conditioning`)."""
     return Residual(lambda cond: cond["field"])
-
-
-def tiny_flex(**overrides: Any) -> FLEX:
-    """A FLEX small enough to train a few hundred steps on 2 CPU cores in a few minutes.
-
-    3 levels of widths (8, 16, 32) with one ResBlock each (64^2 -> 8^2, 64 tokens), a 2-block
-    transformer of 2 heads, circular padding (the flow is periodic), strong conditioning.
-    """
-    kw = {
-        "channels": (8, 16, 32),
-        "blocks": (1, 1, 1),
-        "depth": 2,
-        "heads": 2,
-        "groups": 8,
-        "padding": "circular",
-        **overrides,
-    }
-    return FLEX(out_channels=1, **kw)
-
-
-def residual_variance(x: Field, cond: Mapping[str, Array], residual: Residual) -> dict[str, float]:
-    """Var[x] and Var[r] with ``r = x - base(cond)`` over all elements, and their ratio."""
-    var_x = float(jnp.var(jnp.asarray(x)))
-    var_r = float(jnp.var(residual.residual(jnp.asarray(x), cond)))
-    return {"var_x": var_x, "var_r": var_r, "ratio": var_r / var_x}
-
-
-def make_loss(model: FLEX, residual: Residual, schedule: CosineVP, loss: str = "l1") -> Callable:
-    """``loss_fn(params, (x, cond), key) -> (loss, {})`` for `make_train_step`."""
-
-    def loss_fn(params: Any, batch: tuple[Array, Any], key: PRNGKeyArray) -> tuple[Array, dict]:
-        x, cond = batch
-        value = residual.loss(
-            diffusion_loss,
-            model.apply,
-            params,
-            x,
-            cond,
-            key,
-            schedule=schedule,
-            kind="v",
-            loss=loss,
-        )
-        return value, {}
-
-    return loss_fn
-
-
-def train_superres(
-    key: PRNGKeyArray,
-    model: FLEX,
-    x: Field,
-    cond: Mapping[str, Array],
-    *,
-    residual: Residual,
-    steps: int,
-    batch_size: int = 16,
-    lr: float = 2e-3,
-    ema_decay: float | None = 0.99,
-    schedule: CosineVP = CosineVP(),  # noqa: B008 (frozen)
-    log: Callable[[int, float], None] | None = None,
-) -> tuple[TrainState, list[float]]:
-    """Train `model` on the residuals of (x, cond) with AdamW (warm-up + cosine), clip 1.
-
-    Returns the final state (its `eval_params` are the EMA) and the loss of every step.
-    """
-    x = jnp.asarray(x)
-    key_init, key_state, key_batches = jax.random.split(key, 3)
-    n = x.shape[0]
-    first = jax.tree.map(lambda a: a[:1], cond)
-    params = jax.jit(model.init)(key_init, x[:1], jnp.zeros((1,), x.dtype), first)
-    warmup = max(1, steps // 20)
-    sched = optax.warmup_cosine_decay_schedule(0.0, lr, warmup, max(steps, warmup + 1))
-    optimizer = optax.chain(optax.clip_by_global_norm(1.0), optax.adamw(sched, weight_decay=1e-5))
-    state = TrainState.create(params, optimizer, key_state, ema=ema_decay is not None)
-    step = make_train_step(make_loss(model, residual, schedule), optimizer, ema_decay)
-    losses = []
-    for i in range(steps):
-        idx = jax.random.choice(jax.random.fold_in(key_batches, i), n, (batch_size,), replace=False)
-        batch = (x[idx], jax.tree.map(lambda a, idx=idx: a[idx], cond))
-        state, metrics = step(state, batch)
-        losses.append(float(metrics["loss"]))
-        if log is not None:
-            log(i, losses[-1])
-    return state, losses
-
-
-def sample_superres(
-    model: FLEX,
-    params: Any,
-    cond: Mapping[str, Array],
-    key: PRNGKeyArray,
-    *,
-    residual: Residual,
-    n_steps: int,
-    n_members: int = 1,
-    schedule: CosineVP = CosineVP(),  # noqa: B008 (frozen)
-) -> Float[Array, "m b x y c"]:
-    """`n_members` DDIM (eta = 0) super-resolutions per condition, base + sampled residual."""
-    return ensemble(
-        residual.sample,
-        key,
-        n_members,
-        ddim,
-        model.apply,
-        params,
-        cond,
-        schedule=schedule,
-        n_steps=n_steps,
-    )
 
 
 def evaluate_superres(
@@ -316,44 +181,13 @@ def evaluate_superres(
 def checkpoint_metadata(model: FLEX, task: KolmogorovSR, scale: float) -> dict[str, Any]:
     """Checkpoint metadata of a FLEX trained on `task` with fields divided by `scale`: what
     `sciml.pretrained.load` rebuilds the model from and `sample_report` rebuilds the task from."""
-    fields = {
-        f.name: list(v) if isinstance(v, tuple) else v
-        for f in dataclasses.fields(model)
-        if f.name not in ("parent", "name") and (v := getattr(model, f.name)) is not None
-    }
-    n = task.n
-    return {
-        "checkpoint_format": 1,
-        "model": {"type": f"sciml.diffusion.{type(model).__name__}", **fields},
-        "data": {
-            "fields": ["vorticity"],
-            "n_spatial_dims": 2,
-            "spatial_shape": [n, n],
-            "in_channels": 1,
-            "out_channels": 1,
-            "mean": [0.0],
-            "std": [scale],
-            "coarse_shape": [task.coarse_n, task.coarse_n],
-        },
-        # the arguments of model.init(key, x_t, t, cond), as shapes
-        "init_inputs": [[1, n, n, 1], [1], {"field": [1, n, n, 1], "params": [1, 1]}],
-        "config": {"task": dataclasses.asdict(task)},
-    }
+    coarse = {"coarse_shape": [task.coarse_n, task.coarse_n]}
+    return kolmogorov.checkpoint_metadata(model, task, scale, cond_channels=1, data=coarse)
 
 
 def task_from_metadata(meta: Mapping[str, Any]) -> KolmogorovSR:
     """The `KolmogorovSR` a checkpoint was trained on (stored under metadata config.task)."""
-    try:
-        raw = meta["config"]["task"]
-    except (KeyError, TypeError):
-        raise ValueError(
-            "this checkpoint's metadata has no config.task: it was not written by"
-            " scripts/flex_superres.py, so there is no super-resolution task to sample"
-        ) from None
-    names = {f.name for f in dataclasses.fields(KolmogorovSR)}
-    return KolmogorovSR(
-        **{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items() if k in names}
-    )
+    return kolmogorov.task_from_metadata(meta, KolmogorovSR, "scripts/flex_superres.py")
 
 
 def sample_report(
@@ -391,6 +225,8 @@ def sample_report(
     samples = np.asarray(samples)
     band = {"k_min": task.k_cut, "k_max": task.n // 3}
     report = {
+        "task": task.kind,
+        "baseline": "bicubic",
         "viscosity": nu,
         "held_out": nu not in task.train_viscosities,
         "n_conditions": len(truth),
@@ -401,29 +237,15 @@ def sample_report(
             f"flex_{n_steps}": ensemble_metrics(samples, truth, **band),
         },
     }
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    tmp = out / "samples.tmp.npz"
-    np.savez(tmp, truth=truth * scale, base=base * scale, members=samples * scale, viscosity=nu)
-    tmp.replace(out / "samples.npz")
-    for i in range(min(3, len(truth))):
-        plot_ensemble(
-            out / f"ensemble_{i}.png",
-            samples[:, i],
-            truth[i],
-            base[i],
-            title=f"nu = {nu:g}, FLEX {n_steps} DDIM steps",
-        )
-    spectra = {
-        "truth": energy_spectrum(truth, 2),
-        "bicubic": energy_spectrum(base, 2),
-        "FLEX member": energy_spectrum(samples[0], 2),
-        "FLEX ensemble mean": energy_spectrum(samples.mean(0), 2),
-    }
-    plot_spectra(
-        out / "spectra.png", spectra, title=f"nu = {nu:g}; coarse cut-off k = {task.k_cut}"
+    write_sample_report(
+        out_dir,
+        report,
+        truth,
+        base,
+        samples,
+        scale=scale,
+        baseline="bicubic",
+        title=f"nu = {nu:g}, FLEX {n_steps} DDIM steps",
+        spectra_title=f"nu = {nu:g}; coarse cut-off k = {task.k_cut}",
     )
-    if n_members > 1:
-        plot_pull_histogram(out / "pull.png", np.asarray(pulls(samples, truth)))
-    (out / "report.json").write_text(json.dumps(report, indent=1))
     return report

@@ -69,7 +69,8 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "sample",
         help="operators: run on dataset inputs and save the outputs (.npz); diffusion models:"
-        " draw ensembles on fresh data of their task, score and plot them",
+        " draw ensembles on fresh data of their task (super-resolution or forecasting),"
+        " score and plot them",
     )
     p.add_argument("checkpoint", help="run directory, checkpoint directory, or shipped name")
     p.add_argument("--n", type=int, default=8, help="inputs (operators) or trajectories")
@@ -163,14 +164,19 @@ def _sample_ensembles(args) -> None:
     import jax
 
     from sciml import pretrained
-    from sciml.diffusion.superres import sample_report
+    from sciml.diffusion import forecast, superres
+    from sciml.diffusion.kolmogorov import task_kind
 
     if args.members < 2 or args.steps < 1 or args.n < 1:
         raise SciMLError("--members must be >= 2, --steps and --n >= 1")
     model, params, meta = pretrained.load(args.checkpoint)
+    tasks = {"superres": superres.sample_report, "forecast": forecast.sample_report}
+    kind = task_kind(meta)
+    if kind not in tasks:
+        raise SciMLError(f"cannot sample a {kind!r} task; sampling knows {sorted(tasks)}")
     out = Path(args.out or "samples")
     try:
-        report = sample_report(
+        report = tasks[kind](
             model,
             params,
             meta,
@@ -183,10 +189,11 @@ def _sample_ensembles(args) -> None:
         )
     except ValueError as err:
         raise SciMLError(str(err)) from None
-    ours, base = report["metrics"][f"flex_{args.steps}"], report["metrics"]["bicubic"]
+    name = report["baseline"]
+    ours, base = report["metrics"][f"flex_{args.steps}"], report["metrics"][name]
     print(
         f"{report['n_conditions']} conditions x {args.members} members at nu = {report['viscosity']:g}:"
-        f" RFNE FLEX-{args.steps} {ours['rfne']:.4f} (ensemble mean {ours['mean_rfne']:.4f}) vs bicubic"
+        f" RFNE FLEX-{args.steps} {ours['rfne']:.4f} (ensemble mean {ours['mean_rfne']:.4f}) vs {name}"
         f" {base['rfne']:.4f}, CRPS {ours['crps']:.4f}; samples, figures and report.json in {out}"
     )
 
