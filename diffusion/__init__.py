@@ -34,6 +34,7 @@ from sciml.diffusion.eci import (
 )
 from sciml.diffusion.ffm import (
     VelocityFNO,
+    ffm_checkpoint_metadata,
     ffm_euler,
     ffm_loss,
     ffm_ode,
@@ -123,6 +124,7 @@ __all__ = [
     "VelocityFNO",
     "WhiteNoise",
     "eci_sample",
+    "ffm_checkpoint_metadata",
     "ffm_euler",
     "ffm_loss",
     "ffm_ode",

@@ -316,15 +316,10 @@ def evaluate_superres(
 def checkpoint_metadata(model: FLEX, task: KolmogorovSR, scale: float) -> dict[str, Any]:
     """Checkpoint metadata of a FLEX trained on `task` with fields divided by `scale`: what
     `sciml.pretrained.load` rebuilds the model from and `sample_report` rebuilds the task from."""
-    fields = {
-        f.name: list(v) if isinstance(v, tuple) else v
-        for f in dataclasses.fields(model)
-        if f.name not in ("parent", "name") and (v := getattr(model, f.name)) is not None
-    }
     n = task.n
     return {
         "checkpoint_format": 1,
-        "model": {"type": f"sciml.diffusion.{type(model).__name__}", **fields},
+        "model": config_lib.component_spec(model),
         "data": {
             "fields": ["vorticity"],
             "n_spatial_dims": 2,
