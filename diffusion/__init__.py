@@ -38,6 +38,7 @@ from sciml.diffusion.eci import (
 )
 from sciml.diffusion.ffm import (
     VelocityFNO,
+    ffm_checkpoint_metadata,
     ffm_euler,
     ffm_loss,
     ffm_ode,
@@ -127,6 +128,7 @@ __all__ = [
     "VelocityFNO",
     "WhiteNoise",
     "eci_sample",
+    "ffm_checkpoint_metadata",
     "ffm_euler",
     "ffm_loss",
     "ffm_ode",

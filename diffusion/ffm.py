@@ -23,6 +23,7 @@ import numpy as np
 import optax
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
+from sciml import config as config_lib
 from sciml.diffusion.parameterization import ApplyFn, Scalar
 from sciml.diffusion.priors import Prior
 from sciml.nn import MLP, SpectralConv, gelu
@@ -245,3 +246,24 @@ def ffm_ode(
         saveat=diffrax.SaveAt(t1=True),
     )
     return solution.ys[0], solution.stats["num_accepted_steps"]
+
+
+def ffm_checkpoint_metadata(
+    model: VelocityFNO, prior: Prior, task: dict[str, Any], shape: tuple[int, ...]
+) -> dict[str, Any]:
+    """Checkpoint metadata of an unconditional FFM prior on fields (1, *shape, 1): the model and
+    noise prior as component specs, and the task (a component spec of the data family, e.g.
+    ``sciml.pde.sampling_tasks.StokesTask``) that constrained-sampling configs refer to."""
+    return {
+        "checkpoint_format": 1,
+        "model": config_lib.component_spec(model),
+        "data": {
+            "spatial_shape": list(shape),
+            "in_channels": 1,
+            "out_channels": model.out_channels,
+            "mean": [0.0],
+            "std": [1.0],
+        },
+        "init_inputs": [[1, *shape, 1], [1]],  # model.init(key, x_t, t)
+        "config": {"task": task, "prior": config_lib.component_spec(prior)},
+    }

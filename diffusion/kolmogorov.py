@@ -328,15 +328,10 @@ def checkpoint_metadata(
         cond_channels: channels of ``cond["field"]`` (the model's init input).
         data: entries added to the metadata's "data" section.
     """
-    fields = {
-        f.name: list(v) if isinstance(v, tuple) else v
-        for f in dataclasses.fields(model)
-        if f.name not in ("parent", "name") and (v := getattr(model, f.name)) is not None
-    }
     n = task.n
     return {
         "checkpoint_format": 1,
-        "model": {"type": f"sciml.diffusion.{type(model).__name__}", **fields},
+        "model": config_lib.component_spec(model),
         "data": {
             "fields": ["vorticity"],
             "n_spatial_dims": 2,

@@ -84,6 +84,16 @@ class StokesTask:
         )
         return _fields(dataset, key, n)
 
+    def sample_with_parameters(
+        self, key: PRNGKeyArray, n: int
+    ) -> tuple[Fields, Float[np.ndarray, "b 2"]]:
+        """n fields as `sample` draws them and their parameters (k, w), shape (n, 2)."""
+        dataset = StokesDataset(
+            n_t=self.n_t, n_x=self.n_y, k_range=self.k_range, w_range=self.w_range
+        )
+        params = dataset.parameters(key, n)
+        return _fields(dataset, key, n), np.stack([params["k"], params["w"]], axis=1)
+
     def ic_constraint(self, k: float) -> LinearConstraint:
         """``u(0, y) = 2 exp(-k y) cos(k y)``: n_y rows."""
         t, y = self.grid()

@@ -72,7 +72,12 @@ def _parser() -> argparse.ArgumentParser:
         " draw ensembles on fresh data of their task (super-resolution or forecasting),"
         " score and plot them",
     )
-    p.add_argument("checkpoint", help="run directory, checkpoint directory, or shipped name")
+    p.add_argument(
+        "checkpoint",
+        help="run directory, checkpoint directory, shipped name, or a constrained-sampling config"
+        " (configs/eci_*.yaml)",
+    )
+    p.add_argument("overrides", nargs="*", help="config overrides such as sampler.n_steps=100")
     p.add_argument("--n", type=int, default=8, help="inputs (operators) or trajectories")
     p.add_argument("--split", default="test", choices=("train", "valid", "test"))
     p.add_argument("--data", help="dataset directory (default: the one it was trained on)")
@@ -148,6 +153,10 @@ def _sample(args) -> None:
 
     from sciml import pretrained
 
+    if args.checkpoint.endswith((".yaml", ".yml")):
+        return _sample_constrained(args)
+    if args.overrides:
+        raise SciMLError(f"overrides {args.overrides} apply to sampling configs, not checkpoints")
     if pretrained.show(args.checkpoint)["model"]["type"].startswith("sciml.diffusion."):
         return _sample_ensembles(args)
     from sciml.experiment import predict_split
@@ -196,6 +205,26 @@ def _sample_ensembles(args) -> None:
         f" RFNE FLEX-{args.steps} {ours['rfne']:.4f} (ensemble mean {ours['mean_rfne']:.4f}) vs {name}"
         f" {base['rfne']:.4f}, CRPS {ours['crps']:.4f}; samples, figures and report.json in {out}"
     )
+
+
+def _sample_constrained(args) -> None:
+    from sciml import config, pretrained
+    from sciml.diffusion.constrained import ConstrainedSamplingConfig, sample_constrained
+
+    raw = config.apply_overrides(config.read_yaml(args.checkpoint), args.overrides)
+    if raw.pop("task", None) != "constrained_sampling":
+        raise SciMLError(f"{args.checkpoint} is not a sampling config (task: constrained_sampling)")
+    cfg = config.validate(ConstrainedSamplingConfig, raw, where=args.checkpoint)
+    model, params, meta = pretrained.load(cfg.checkpoint)
+    try:
+        report = sample_constrained(model, params, meta, cfg)
+    except ValueError as err:
+        raise SciMLError(str(err)) from None
+    lines = [
+        f"{label}: MMSE {m['mmse']:.3g}, SMSE {m['smse']:.3g}, constraint error {m['ce']:.3g}"
+        for label, m in report["metrics"].items()
+    ]
+    print(f"{cfg.name} ({cfg.n_samples} samples): " + "; ".join(lines) + f"; written to {cfg.out}")
 
 
 def _pretrained(args) -> None:

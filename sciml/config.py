@@ -177,6 +177,18 @@ def build(spec: dict[str, Any], where: str) -> Any:
     return cls(**{k: getattr(validated, k) for k in kwargs})
 
 
+def component_spec(obj: Any) -> dict[str, Any]:
+    """The spec ``{type, **fields}`` that `build` turns back into `obj` (a dataclass or flax
+    module defined in sciml; fields left at None are omitted, tuples become lists)."""
+    cls = type(obj)
+    fields = {
+        f.name: list(v) if isinstance(v, tuple) else v
+        for f in dataclasses.fields(obj)
+        if f.init and f.name not in ("parent", "name") and (v := getattr(obj, f.name)) is not None
+    }
+    return {"type": f"{cls.__module__}.{cls.__name__}", **fields}
+
+
 def resolve_type(path: Any, where: str) -> type:
     """Import the class named by the dotted `path`, which must lie inside the `sciml` package."""
     if not isinstance(path, str) or not path.startswith("sciml.") or path.count(".") < 2:

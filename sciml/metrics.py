@@ -152,3 +152,24 @@ def constraint_error(
     with jax.default_matmul_precision("highest"):
         residual = jax.vmap(constraint.residual)(jnp.asarray(samples))
     return jnp.mean(residual**2)
+
+
+def frechet_distance(
+    features_a: Float[Array | np.ndarray, "n f"], features_b: Float[Array | np.ndarray, "m f"]
+) -> float:
+    """Fréchet distance between Gaussians fitted to two feature sets (FID's formula).
+
+    ``|mu_a - mu_b|^2 + tr(S_a + S_b - 2 (S_a^1/2 S_b S_a^1/2)^1/2)``, computed in float64 with
+    symmetric eigendecompositions (so the matrix square root is real); 0 for identical sets.
+    """
+    a, b = (np.asarray(f, np.float64) for f in (features_a, features_b))
+    cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+
+    def sqrt_psd(s: np.ndarray) -> np.ndarray:
+        vals, vecs = np.linalg.eigh(s)
+        return (vecs * np.sqrt(np.clip(vals, 0.0, None))) @ vecs.T
+
+    root_a = sqrt_psd(cov_a)
+    cross = np.sqrt(np.clip(np.linalg.eigvalsh(root_a @ cov_b @ root_a), 0.0, None)).sum()
+    mean_term = np.sum((a.mean(0) - b.mean(0)) ** 2)
+    return float(mean_term + np.trace(cov_a) + np.trace(cov_b) - 2 * cross)

@@ -220,3 +220,34 @@ def plot_pull_histogram(path: str | Path, pull: np.ndarray, title: str = "") -> 
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def plot_constrained_samples(
+    path: str | Path, samples: np.ndarray, truth: np.ndarray, title: str = ""
+) -> None:
+    """Three samples, then the pixelwise mean and standard deviation of the samples above those
+    of the ground truth; samples (n, *2D, c) and truth (m, *2D, c), channel 0, axes (t, x)."""
+    samples, truth = np.asarray(samples)[..., 0], np.asarray(truth)[..., 0]
+    lim = np.abs(truth).max()
+    fig, axes = plt.subplots(2, 5, figsize=(16, 6.4))
+    panels = [(f"sample {i}", samples[i], "RdBu_r") for i in range(3)]
+    panels += [("sample mean", samples.mean(0), "RdBu_r"), ("sample std", samples.std(0), "magma")]
+    panels += [(None, None, None)] * 3
+    panels += [("truth mean", truth.mean(0), "RdBu_r"), ("truth std", truth.std(0), "magma")]
+    std_max = max(samples.std(0).max(), truth.std(0).max())
+    for ax, (name, data, cmap) in zip(axes.ravel(), panels, strict=True):
+        if data is None:
+            ax.set_axis_off()
+            continue
+        if cmap == "magma":
+            im = ax.imshow(data.T, origin="lower", cmap=cmap, vmin=0, vmax=std_max, aspect="auto")
+        else:
+            im = ax.imshow(data.T, origin="lower", cmap=cmap, vmin=-lim, vmax=lim, aspect="auto")
+        ax.set_title(name)
+        ax.set_xlabel("t")
+        fig.colorbar(im, ax=ax, shrink=0.8)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -42,7 +42,9 @@ SHIPPED = {
     ),
     "pme_dppl_fno": ("configs/probharde2e_pme.yaml", []),
     "neurde_sod2": ("configs/neurde_sod2.yaml", []),  # trained by sciml.pde.lbm.train_neurde
-    # FLEX super-resolution (tiny FLEX, 64^2 Kolmogorov flow): a script, not a config.
+    # Scripts, not configs: the FFM prior of the ECI Stokes reproduction (48^2) and FLEX
+    # super-resolution (tiny FLEX, 64^2 Kolmogorov flow).
+    "ffm_stokes": ("scripts/eci_stokes.py", ["--run-dir", "runs/ffm_stokes_pretrained"]),
     "flex_superres_kolmogorov": (
         "scripts/flex_superres.py",
         ["--steps", "1000", "--run-dir", "runs/flex_superres_pretrained"],

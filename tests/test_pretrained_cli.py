@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import h5py
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -111,9 +112,47 @@ def test_shipped_neurde_loads_and_its_rollout_held_the_shock():
     assert meta["metrics"]["rho_rel_l2_max"] < 1e-3
 
 
+def test_shipped_ffm_prior_loads_and_samples_under_eci():
+    # The Stokes prior: rebuilt from its metadata's init_inputs (model(x_t, t)), and ECI with
+    # its task's boundary condition is exact with it.
+    from sciml import config
+    from sciml.diffusion import EuclideanProjection, eci_sample
+
+    model, params, meta = pretrained.load("ffm_stokes")
+    task = config.build(meta["config"]["task"], "task")
+    prior = config.build(meta["config"]["prior"], "prior")
+    constraint = task.bc_constraint(6.0)
+    x = eci_sample(
+        model.apply,
+        params,
+        None,
+        EuclideanProjection(constraint),
+        key=jax.random.key(0),
+        shape=(2, *task.shape, 1),
+        prior=prior,
+        n_steps=4,
+    )
+    assert float(jnp.max(jnp.abs(jax.vmap(constraint.residual)(x)))) < 1e-5
+
+
+def test_shipped_flex_loads_and_predicts_a_residual():
+    # model(x_t, t, cond) rebuilt from init_inputs; its metadata carries the task to sample.
+    from sciml.diffusion.superres import task_from_metadata
+
+    model, params, meta = pretrained.load("flex_superres_kolmogorov")
+    task = task_from_metadata(meta)
+    x = jnp.zeros((2, task.n, task.n, 1))
+    cond = {"field": x, "params": jnp.ones((2, 1))}
+    assert model.apply(params, x, jnp.full((2,), 0.5), cond).shape == x.shape
+    assert task.test_viscosities and meta["metrics"]["heldout_rfne_flex_2"] < 0.37  # < bicubic
+
+
 def test_pretrained_list_names_the_shipped_checkpoints():
     result = _sciml("pretrained", "list")
-    assert all(name in result.stdout for name in [*SHIPPED, "neurde_sod2"])
+    assert all(
+        name in result.stdout
+        for name in [*SHIPPED, "neurde_sod2", "ffm_stokes", "flex_superres_kolmogorov"]
+    )
 
 
 def _copy_checkpoint(trained_run, tmp_path) -> Path:

@@ -9,9 +9,12 @@ from tests.conftest import REPO
 CONFIGS = sorted((REPO / "configs").glob("*.yaml"))
 # Solver-in-the-loop experiments with their own schema (`task:` names the trainer).
 NEURDE = [p for p in CONFIGS if config.read_yaml(p).get("task") == "neurde"]
+# `sciml sample` configs: constrained sampling from a trained prior.
+SAMPLING = [p for p in CONFIGS if config.read_yaml(p).get("task") == "constrained_sampling"]
+EXPERIMENTS = [p for p in CONFIGS if p not in NEURDE + SAMPLING]
 
 
-@pytest.mark.parametrize("path", [p for p in CONFIGS if p not in NEURDE], ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", EXPERIMENTS, ids=lambda p: p.stem)
 def test_config_builds(path):
     cfg = config.load(path)
     generator = config.build(cfg.data.generator, "data.generator") if cfg.data.generator else None
@@ -28,6 +31,19 @@ def test_neurde_config_validates(path):
     raw = {k: v for k, v in config.read_yaml(path).items() if k != "task"}
     cfg = config.validate(NeurDEConfig, raw, where=str(path))
     assert cfg.name == path.stem and cfg.teacher.case in (1, 2, "cylinder")
+
+
+@pytest.mark.parametrize("path", SAMPLING, ids=lambda p: p.stem)
+def test_sampling_config_validates_against_its_checkpoint_task(path):
+    from sciml import pretrained
+    from sciml.diffusion.constrained import ConstrainedSamplingConfig
+
+    raw = {k: v for k, v in config.read_yaml(path).items() if k != "task"}
+    cfg = config.validate(ConstrainedSamplingConfig, raw, where=str(path))
+    task = config.build(pretrained.show(cfg.checkpoint)["config"]["task"], "task")
+    for spec in cfg.constraints:
+        assert getattr(task, spec.method)(**spec.args).n_unknowns == np.prod(task.shape)
+    assert cfg.name == path.stem
 
 
 @pytest.mark.parametrize(
