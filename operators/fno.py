@@ -49,18 +49,21 @@ class FNO(nn.Module):
                 x.dtype
             )
             x = jnp.concatenate([x, coords], axis=-1)
-        # Channels-first from the lifting on: the transforms then contract contiguous axes and
-        # only the small spectral blocks are ever transposed (2-3x less copying on CPU).
-        v = ChannelsFirstDense(self.width, name="Dense_0")(jnp.moveaxis(x, -1, 1))
+        # 2D/3D run channels-first from the lifting on: the transforms then contract contiguous
+        # axes and only the small spectral blocks are ever transposed (FNO-2D forward 1.3x faster
+        # on CPU). In 1D the channels-last layout measured faster (no large transposes there).
+        first = ndim > 1
+        dense = ChannelsFirstDense if first else nn.Dense
+        v = dense(self.width, name="Dense_0")(jnp.moveaxis(x, -1, 1) if first else x)
         for layer in range(self.n_layers):
-            skip = ChannelsFirstDense(self.width, name=f"Dense_{layer + 1}")(v)
-            v = self.integral_operator(modes)(v) + skip
+            skip = dense(self.width, name=f"Dense_{layer + 1}")(v)
+            v = self.integral_operator(modes, first)(v) + skip
             if layer < self.n_layers - 1:
                 v = gelu(v)
-        out = MLP((self.projection_width, self.out_channels), channels_first=True)(v)
-        return jnp.moveaxis(out, 1, -1)
+        out = MLP((self.projection_width, self.out_channels), channels_first=first)(v)
+        return jnp.moveaxis(out, 1, -1) if first else out
 
-    def integral_operator(self, modes: tuple[int, ...]) -> nn.Module:
-        """The kernel integral K of one Fourier layer, on channels-first fields (variants such as
+    def integral_operator(self, modes: tuple[int, ...], channels_first: bool) -> nn.Module:
+        """The kernel integral K of one Fourier layer in the given layout (variants such as
         `TFNO` swap it)."""
-        return SpectralConv(self.width, modes, channels_first=True)
+        return SpectralConv(self.width, modes, channels_first=channels_first)

@@ -106,5 +106,5 @@ class TFNO(FNO):
 
     rank: float | int = 0.05
 
-    def integral_operator(self, modes: tuple[int, ...]) -> nn.Module:
-        return FactorizedSpectralConv(self.width, modes, self.rank, channels_first=True)
+    def integral_operator(self, modes: tuple[int, ...], channels_first: bool) -> nn.Module:
+        return FactorizedSpectralConv(self.width, modes, self.rank, channels_first=channels_first)
