@@ -250,7 +250,7 @@ class MLP(nn.Module):
     channels_first: bool = False
 
     @nn.compact
-    def __call__(self, x: Float[Array, "b ..."]) -> Float[Array, "b ..."]:
+    def __call__(self, x: Float[Array, "..."]) -> Float[Array, "..."]:
         dense = ChannelsFirstDense if self.channels_first else nn.Dense
         for i, width in enumerate(self.features):
             x = dense(width, name=f"Dense_{i}")(x)
@@ -386,7 +386,7 @@ class TransformerBlock(nn.Module):
     mlp_ratio: float = 2.0
 
     @nn.compact
-    def __call__(self, x: Float[Array, "b n d"]) -> Float[Array, "b n d"]:
+    def __call__(self, x: Float[Array, "..."]) -> Float[Array, "..."]:
         d = x.shape[-1]
         if d % self.num_heads:
             raise ValueError(f"token width {d} is not divisible by num_heads={self.num_heads}")

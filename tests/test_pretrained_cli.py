@@ -135,15 +135,16 @@ def test_shipped_ffm_prior_loads_and_samples_under_eci():
     assert float(jnp.max(jnp.abs(jax.vmap(constraint.residual)(x)))) < 1e-5
 
 
-def test_shipped_flex_loads_and_predicts_a_residual():
-    # model(x_t, t, cond) rebuilt from init_inputs; its metadata carries the task to sample.
+def test_shipped_flex_loads_by_name_with_its_task():
+    # model(x_t, t, cond) is rebuilt from init_inputs (load checks every array's shape against
+    # it); its metadata carries the task `sciml sample` draws from. (Sampling itself is tested
+    # on a tiny checkpoint in tests/diffusion/test_superres.py: compiling this one is slow.)
+    from sciml.diffusion.flex import FLEX
     from sciml.diffusion.superres import task_from_metadata
 
     model, params, meta = pretrained.load("flex_superres_kolmogorov")
     task = task_from_metadata(meta)
-    x = jnp.zeros((2, task.n, task.n, 1))
-    cond = {"field": x, "params": jnp.ones((2, 1))}
-    assert model.apply(params, x, jnp.full((2,), 0.5), cond).shape == x.shape
+    assert isinstance(model, FLEX) and task.n == meta["data"]["spatial_shape"][0]
     assert task.test_viscosities and meta["metrics"]["heldout_rfne_flex_2"] < 0.37  # < bicubic
 
 
