@@ -222,29 +222,17 @@ def sample_report(
     )
     base = np.asarray(residual.base_fn(cond))
     samples = np.asarray(samples)
-    band = {"k_min": 0, "k_max": task.n // 3}
-    report = {
-        "task": task.kind,
-        "baseline": "persistence",
-        "viscosity": nu,
-        "held_out": nu not in task.train_viscosities,
-        "n_conditions": len(truth),
-        "n_members": n_members,
-        "n_steps": n_steps,
-        "metrics": {
-            "persistence": deterministic_metrics(base, truth, **band),
-            f"flex_{n_steps}": ensemble_metrics(samples, truth, **band),
-        },
-    }
-    write_sample_report(
+    return write_sample_report(
         out_dir,
-        report,
+        task,
+        nu,
         truth,
         base,
         samples,
         scale=scale,
+        n_steps=n_steps,
+        band={"k_min": 0, "k_max": task.n // 3},
         baseline="persistence",
         title=f"nu = {nu:g}, forecast {task.spacing:g} ahead, FLEX {n_steps} DDIM steps",
         spectra_title=f"nu = {nu:g}; one-step forecast ({task.spacing:g} time units)",
     )
-    return report

@@ -24,7 +24,7 @@ import optax
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from sciml import config as config_lib
-from sciml.diffusion.evaluation import pulls
+from sciml.diffusion.evaluation import deterministic_metrics, ensemble_metrics, pulls
 from sciml.diffusion.flex import FLEX, FLEX_PRESETS
 from sciml.diffusion.losses import diffusion_loss
 from sciml.diffusion.residual import Residual
@@ -375,19 +375,36 @@ def task_from_metadata(meta: Mapping[str, Any], cls: type[Task], script: str) ->
 
 def write_sample_report(
     out_dir: str | Path,
-    report: dict[str, Any],
+    task: KolmogorovFlow,
+    viscosity: float,
     truth: Float[np.ndarray, "b x y 1"],
     base: Float[np.ndarray, "b x y 1"],
     samples: Float[np.ndarray, "m b x y 1"],
     *,
     scale: float,
+    n_steps: int,
     baseline: str,
+    band: Mapping[str, int],
     title: str,
     spectra_title: str,
-) -> None:
-    """Write a sampled ensemble to `out_dir`: samples.npz (truth, base, members (m, b, n, n, 1)
-    in physical units, viscosity), ensemble_<i>.png for the first 3 conditions, spectra.png,
-    pull.png (with more than one member) and report.json (`report`)."""
+) -> dict[str, Any]:
+    """Score a sampled ensemble against `truth` and its `baseline` (`base`) over the spectral
+    `band` (normalised units), and write to `out_dir`: samples.npz (truth, base, members
+    (m, b, n, n, 1) in physical units, viscosity), ensemble_<i>.png for the first 3 conditions,
+    spectra.png, pull.png (with more than one member) and report.json, which it returns."""
+    report = {
+        "task": task.kind,
+        "baseline": baseline,
+        "viscosity": viscosity,
+        "held_out": viscosity not in task.train_viscosities,
+        "n_conditions": len(truth),
+        "n_members": len(samples),
+        "n_steps": n_steps,
+        "metrics": {
+            baseline: deterministic_metrics(base, truth, **band),
+            f"flex_{n_steps}": ensemble_metrics(samples, truth, **band),
+        },
+    }
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     tmp = out / "samples.tmp.npz"
@@ -411,3 +428,4 @@ def write_sample_report(
     if samples.shape[0] > 1:
         plot_pull_histogram(out / "pull.png", np.asarray(pulls(samples, truth)))
     (out / "report.json").write_text(json.dumps(report, indent=1))
+    return report
