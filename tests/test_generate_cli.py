@@ -1,6 +1,7 @@
 """`sciml generate` killed with SIGKILL at a random moment and run again writes identical files."""
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -41,18 +42,25 @@ def test_killed_generation_completes_identically(tmp_path):
     subprocess.run([*cmd, _config(tmp_path, "ref")], check=True, capture_output=True)
 
     config = _config(tmp_path, "killed")
-    proc = subprocess.Popen([*cmd, config], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while not list((tmp_path / "killed").rglob("*.partial")) and time.time() < deadline:
-        time.sleep(0.01)
-    time.sleep(np.random.default_rng(int(time.time())).uniform(0.0, 1.0))  # somewhere mid-split
-    # Between two splits no .partial exists: kill only while one does (the random delay may end
-    # just after a split's rename on a fast machine).
-    while not list((tmp_path / "killed").rglob("*.partial")) and proc.poll() is None:
-        time.sleep(0.001)
-    assert proc.poll() is None, "generation finished before it could be killed"
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    rng = np.random.default_rng(int(time.time()))
+    for _ in range(5):  # on a fast quiet machine a run can end before the random moment: retry
+        shutil.rmtree(tmp_path / "killed", ignore_errors=True)
+        proc = subprocess.Popen(
+            [*cmd, config], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        deadline = time.time() + 120
+        while not list((tmp_path / "killed").rglob("*.partial")) and time.time() < deadline:
+            time.sleep(0.01)
+        time.sleep(rng.uniform(0.0, 0.5))  # somewhere mid-split
+        # Between two splits no .partial exists: kill only while one does.
+        while not list((tmp_path / "killed").rglob("*.partial")) and proc.poll() is None:
+            time.sleep(0.001)
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
+            break
+    else:
+        pytest.fail("generation finished before it could be killed, 5 times")
     assert list((tmp_path / "killed").rglob("*.partial"))  # it was interrupted mid-write
     subprocess.run([*cmd, config], check=True, capture_output=True)
 
