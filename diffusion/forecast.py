@@ -26,7 +26,7 @@ import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from sciml.diffusion import kolmogorov
-from sciml.diffusion.evaluation import deterministic_metrics, ensemble_metrics
+from sciml.diffusion.evaluation import deterministic_metrics
 from sciml.diffusion.flex import FLEX
 from sciml.diffusion.kolmogorov import (
     KolmogorovFlow,
@@ -34,6 +34,7 @@ from sciml.diffusion.kolmogorov import (
     predict_regression,
     residual_variance,
     sample_ensemble,
+    score_ensembles,
     write_sample_report,
 )
 from sciml.diffusion.residual import Residual, last_snapshot_base
@@ -159,17 +160,8 @@ def evaluate_forecast(
         if regression is not None:
             pred = predict_regression(*regression, cond, residual=residual)
             row["regression"] = deterministic_metrics(pred, x, **band)
-        for n_steps in steps:
-            samples = sample_ensemble(
-                model,
-                params,
-                cond,
-                jax.random.fold_in(key, i),
-                residual=residual,
-                n_steps=n_steps,
-                n_members=n_members,
-            )
-            row[f"flex_{n_steps}"] = ensemble_metrics(samples, x, **band)
+        key_i = jax.random.fold_in(key, i)
+        row |= score_ensembles(model, params, cond, x, key_i, residual, steps, n_members, band)
         row["variance"] = residual_variance(x, cond, residual)
         out[name] = row
     return out

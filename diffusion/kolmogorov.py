@@ -13,7 +13,7 @@ comparison (CorrDiff's mean model).
 
 import dataclasses
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
@@ -371,6 +371,28 @@ def task_from_metadata(meta: Mapping[str, Any], cls: type[Task], script: str) ->
         raise ValueError(f"this checkpoint is a {task_kind(meta)} model, not a {cls.kind} one")
     names = {f.name for f in dataclasses.fields(cls)}
     return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items() if k in names})
+
+
+def score_ensembles(
+    model: FLEX,
+    params: Any,
+    cond: Mapping[str, Array],
+    x: Field,
+    key: PRNGKeyArray,
+    residual: Residual,
+    steps: Sequence[int],
+    n_members: int,
+    band: Mapping[str, int],
+) -> dict[str, dict[str, float]]:
+    """``{"flex_<n>": ensemble_metrics}`` of `n_members` DDIM ensembles per step count in `steps`
+    (the same key for every count), against the targets `x`."""
+    out = {}
+    for n_steps in steps:
+        samples = sample_ensemble(
+            model, params, cond, key, residual=residual, n_steps=n_steps, n_members=n_members
+        )
+        out[f"flex_{n_steps}"] = ensemble_metrics(samples, x, **band)
+    return out
 
 
 def write_sample_report(

@@ -25,13 +25,14 @@ import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from sciml.diffusion import kolmogorov
-from sciml.diffusion.evaluation import deterministic_metrics, ensemble_metrics
+from sciml.diffusion.evaluation import deterministic_metrics
 from sciml.diffusion.flex import FLEX
 from sciml.diffusion.kolmogorov import (
     KolmogorovFlow,
     generate_vorticity,
     make_loss,
     residual_variance,
+    score_ensembles,
     tiny_flex,
     write_sample_report,
 )
@@ -162,17 +163,8 @@ def evaluate_superres(
     for i, (name, (x, cond)) in enumerate(splits.items()):
         x = jnp.asarray(x)
         row = {"bicubic": deterministic_metrics(residual.base_fn(cond), x, **band)}
-        for n_steps in steps:
-            samples = sample_superres(
-                model,
-                params,
-                cond,
-                jax.random.fold_in(key, i),
-                residual=residual,
-                n_steps=n_steps,
-                n_members=n_members,
-            )
-            row[f"flex_{n_steps}"] = ensemble_metrics(samples, x, **band)
+        key_i = jax.random.fold_in(key, i)
+        row |= score_ensembles(model, params, cond, x, key_i, residual, steps, n_members, band)
         row["variance"] = residual_variance(x, cond, residual)
         out[name] = row
     return out
