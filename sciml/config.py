@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
 
 from sciml.errors import ConfigError
 
@@ -67,6 +67,9 @@ class TrainConfig(_Strict):
     # Gaussian heads only: project onto conservation (spatial mean of each output channel) inside
     # the loss. "dppl" is ProbHardE2E (see sciml.probabilistic).
     projection: Literal["none", "dppl", "probconserv"] = "none"
+    # What is conserved: "mass" (linear: the spatial mean of each channel) or "mass_energy"
+    # (nonlinear: also the spatial mean of its square; "probconserv" is not defined for it).
+    constraint: Literal["mass", "mass_energy"] = "mass"
     # PINO-style: add physics_weight x the generator's mean squared PDE residual of the prediction.
     physics_weight: float = Field(0.0, ge=0)
     # Band-limited training: inputs and targets low-passed to |k_i| <= band_limit before the loss.
@@ -75,6 +78,15 @@ class TrainConfig(_Strict):
     eval_every: int = Field(250, ge=1)
     checkpoint_every: int = Field(250, ge=1)
     keep_checkpoints: int = Field(2, ge=1)
+
+    @model_validator(mode="after")
+    def _projection_defined_for_constraint(self) -> "TrainConfig":
+        if self.constraint == "mass_energy" and self.projection == "probconserv":
+            raise ValueError(
+                "train.projection=probconserv is defined for linear constraints only;"
+                " use train.projection=dppl or none with train.constraint=mass_energy"
+            )
+        return self
 
 
 class EvalConfig(_Strict):

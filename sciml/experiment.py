@@ -18,7 +18,7 @@ import sciml
 from sciml import config as config_lib
 from sciml import metrics as metrics_lib
 from sciml import pretrained
-from sciml.config import DataConfig, ExperimentConfig
+from sciml.config import DataConfig, ExperimentConfig, TrainConfig
 from sciml.data import (
     MultiResolutionSchedule,
     WindowDataset,
@@ -43,13 +43,13 @@ from sciml.plotting import (
     plot_training_curves,
 )
 from sciml.probabilistic import (
-    PROJECTIONS,
     GaussianField,
     front_errors,
     front_threshold,
     gaussian_loss,
     predictive_marginals,
     probabilistic_metrics,
+    projections_for,
 )
 from sciml.train import (
     Checkpointer,
@@ -223,7 +223,7 @@ def train(cfg: ExperimentConfig) -> Path:
         "config": cfg.model_dump(mode="json"),
     }
     checkpointer = Checkpointer(run_dir / "checkpoints", keep=cfg.train.keep_checkpoints)
-    predict = jax.jit(point_predictor(model))
+    predict = jax.jit(point_predictor(model, cfg.train))
     if cfg.data.train_mix:
         batch_for_step, _ = multiresolution_batches(cfg, mesh)
     else:
@@ -284,7 +284,9 @@ def training_loss(cfg: ExperimentConfig, model: nn.Module, dataset: WindowDatase
                 f" got train.loss={train.loss} for {type(model).__name__}"
             )
         if isinstance(pred, GaussianField):
-            loss = gaussian_loss(pred, y, loss=train.loss, projection=train.projection)
+            loss = gaussian_loss(
+                pred, y, loss=train.loss, projection=train.projection, constraint=train.constraint
+            )
             pred = pred.mean
         else:
             loss = loss_of(pred, y)
@@ -299,12 +301,20 @@ def training_loss(cfg: ExperimentConfig, model: nn.Module, dataset: WindowDatase
     return loss_fn
 
 
-def point_predictor(model: nn.Module):
-    """``(params, x) -> prediction``: the model's output, or its mean for a Gaussian head."""
+def point_predictor(model: nn.Module, train: TrainConfig):
+    """``(params, x, y) -> prediction``: the model's output, or for a Gaussian head its mean under
+    the projection it trained with (`train.projection`; `y` supplies only the conserved totals).
 
-    def predict(params, x):
+    The projected mean, not the head's: a head trained through the projection is free along the
+    constrained directions, and its raw mean drifts there.
+    """
+
+    def predict(params, x, y):
         out = model.apply(params, x)
-        return out.mean if isinstance(out, GaussianField) else out
+        if not isinstance(out, GaussianField):
+            return out
+        mean, _ = predictive_marginals(out, y, train.projection, constraint=train.constraint)
+        return mean
 
     return predict
 
@@ -326,6 +336,7 @@ def probabilistic_report(
     # 1D outputs: the front position error (fronts of the porous-medium family) and the
     # predictive interval of the first samples, under the projection the model trained with.
     noise, size = exp.evaluate.probconserv_noise, exp.evaluate.batch_size
+    constraint, projections = exp.train.constraint, projections_for(exp.train.constraint)
     reps = dataset.get_batch(np.arange(1))[1].shape[-1] // len(dataset.out_columns)
     scale = np.tile(dataset.std[dataset.out_columns], reps)
     offset = np.tile(dataset.mean[dataset.out_columns], reps)
@@ -338,23 +349,31 @@ def probabilistic_report(
     if threshold is not None:
         batch_fronts = jax.jit(
             lambda p, x, y: front_errors(
-                model.apply(p, x), y, threshold, scale, offset, noise_variance=noise
+                model.apply(p, x),
+                y,
+                threshold,
+                scale,
+                offset,
+                noise_variance=noise,
+                constraint=constraint,
             )
         )
-        sums = dict.fromkeys(PROJECTIONS, 0.0)
+        sums = dict.fromkeys(projections, 0.0)
         for start in range(0, len(dataset), size):
             indices = np.arange(start, min(start + size, len(dataset)))
             xb, yb = dataset.get_batch(indices)
             rows = jax.device_get(batch_fronts(params, jnp.asarray(xb), jnp.asarray(yb)))
             for p, value in rows.items():
                 sums[p] += float(value) * len(indices)
-        for p in PROJECTIONS:
+        for p in projections:
             probabilistic[p]["front_error_cells"] = sums[p] / len(dataset)
     if dataset.ndim == 1 and n_plots > 0:
         shown = "dppl" if exp.train.projection == "dppl" else "none"
         xb, yb = dataset.get_batch(np.arange(min(n_plots, len(dataset))))
         mean, std = jax.jit(
-            lambda p, x, y: predictive_marginals(model.apply(p, x), y, shown, noise_variance=noise)
+            lambda p, x, y: predictive_marginals(
+                model.apply(p, x), y, shown, noise_variance=noise, constraint=constraint
+            )
         )(params, jnp.asarray(xb), jnp.asarray(yb))
         mean, std = dataset.denormalize(np.asarray(mean)), np.asarray(std) * scale
         for i, truth_i in enumerate(dataset.denormalize(yb)):
@@ -377,7 +396,8 @@ def evaluate_probabilistic(
     """Sample-weighted probabilistic metrics of a Gaussian-head model under every projection.
 
     Rows: "none" (the head as is), "dppl" (hard conservation projection; post hoc unless the
-    model was trained with it) and "probconserv" (soft update, `evaluate.probconserv_noise`).
+    model was trained with it) and, for the linear mass constraint, "probconserv" (soft update,
+    `evaluate.probconserv_noise`). The constraint is `train.constraint`.
     """
     scale = dataset.std[dataset.out_columns]
     scale = np.tile(scale, dataset.get_batch(np.arange(1))[1].shape[-1] // len(scale))
@@ -387,12 +407,17 @@ def evaluate_probabilistic(
         field = model.apply(params, x)
         return {
             p: probabilistic_metrics(
-                field, y, p, scale, noise_variance=exp.evaluate.probconserv_noise
+                field,
+                y,
+                p,
+                scale,
+                noise_variance=exp.evaluate.probconserv_noise,
+                constraint=exp.train.constraint,
             )
-            for p in PROJECTIONS
+            for p in projections_for(exp.train.constraint)
         }
 
-    totals: dict[str, dict[str, float]] = {p: {} for p in PROJECTIONS}
+    totals: dict[str, dict[str, float]] = {p: {} for p in projections_for(exp.train.constraint)}
     size = exp.evaluate.batch_size
     for start in range(0, len(dataset), size):
         indices = np.arange(start, min(start + size, len(dataset)))
@@ -418,7 +443,7 @@ def evaluate_params(
     totals: dict[str, float] = {}
     count = 0
     for x, y, n_valid in eval_batches(dataset, batch_size, mesh):
-        pred = dataset.denormalize(np.asarray(predict(params, x))[:n_valid])
+        pred = dataset.denormalize(np.asarray(predict(params, x, y))[:n_valid])
         true = dataset.denormalize(np.asarray(y)[:n_valid])
         for name, value in metrics_lib.all_metrics(jnp.asarray(pred), jnp.asarray(true)).items():
             value = float(value)
@@ -456,7 +481,7 @@ def write_report(
             " evaluate it on data with the fields it was trained on"
         )
     mesh = make_mesh()
-    predict = jax.jit(point_predictor(model))
+    predict = jax.jit(point_predictor(model, exp.train))
     with jax.set_mesh(mesh):
         params = replicate(params, mesh)
         results = evaluate_params(predict, params, dataset, exp.evaluate.batch_size, mesh)
@@ -468,7 +493,7 @@ def write_report(
                 model, params, dataset, exp, run_dir, split, n_plots
             )
         x, y = dataset.get_batch(np.arange(min(len(dataset), 64)))
-        pred = dataset.denormalize(np.asarray(predict(params, jnp.asarray(x))))
+        pred = dataset.denormalize(np.asarray(predict(params, jnp.asarray(x), jnp.asarray(y))))
         sweep, error_ratios = {}, {}
         roots = available_resolutions(exp.data, data_root)
         if len(roots) > 1:  # the same samples at several resolutions: how does the model hold up?
@@ -544,7 +569,7 @@ def _aliasing_diagnostics(
     L2 between both predictions on the coarser grid, and the whole ratio spectrum.
     """
     x, y = dataset.get_batch(np.arange(min(len(dataset), len(reference))))
-    pred = dataset.denormalize(np.asarray(predict(params, jnp.asarray(x))))
+    pred = dataset.denormalize(np.asarray(predict(params, jnp.asarray(x), jnp.asarray(y))))
     k, ratio = metrics_lib.spectral_error_ratio(pred, dataset.denormalize(y))
     summary = {
         "error_ratio_top_octave": float(np.mean(ratio[k > k[-1] // 2])),
@@ -562,5 +587,6 @@ def predict_split(
     dataset = load_split(exp.data, split, data_root)
     x, y = dataset.get_batch(np.arange(min(n, len(dataset))))
     check_compatible(model, params, x, y, where=f"checkpoint {checkpoint}")
-    out = np.asarray(jax.jit(point_predictor(model))(params, jnp.asarray(x)))
+    predict = jax.jit(point_predictor(model, exp.train))
+    out = np.asarray(predict(params, jnp.asarray(x), jnp.asarray(y)))
     return dataset.denormalize_input(x), dataset.denormalize(out), dataset.denormalize(y)

@@ -3,17 +3,24 @@
 `GaussianField` is what a probabilistic model predicts (e.g. `sciml.operators.GaussianHead`);
 `to_gaussians` flattens it for the projections of `sciml.constraints`.
 
-The constraint is conservation of every output channel: the spatial mean of the predicted field
-equals the truth's, ``(1/N) sum_x u(x, k) = U_k``. In the generalised porous-medium family U_k
-is known from the physics (the initial mass plus the boundary fluxes); here it is read off the
-reference solution, which the finite-volume data conserve exactly. Normalisation is affine per
-channel, so the constraint holds in normalised units iff it holds in physical ones.
+The constraint (`Constraint`) is conservation of every output channel:
+- "mass" (linear): the spatial mean of the predicted field equals the truth's,
+  ``(1/N) sum_x u(x, k) = U_k``. In the generalised porous-medium family U_k is known from the
+  physics (the initial mass plus the boundary fluxes); here it is read off the reference solution,
+  which the finite-volume data conserve exactly.
+- "mass_energy" (nonlinear): also the spatial mean of its square, ``(1/N) sum_x u(x, k)^2 = E_k``
+  (the quadratic invariant of KdV, linear advection or dispersion; here read off the reference,
+  equal to the input's up to the solver's drift).
+Normalisation is affine per channel, so with the mass fixed both hold in normalised units iff
+they hold in physical ones.
 
 Projections (`PROJECTIONS`):
 - "none": the head's Gaussian as is (the unconstrained baseline);
-- "dppl": Gaussian conditioning on the constraint (ProbHardE2E's layer when trained through,
-  the post-hoc baseline when applied only at evaluation);
-- "probconserv": the same update with observation noise (ProbConserv's soft constraint).
+- "dppl": Gaussian conditioning on the mass constraint, or for "mass_energy" the delta-method
+  projection through the nonlinear Euclidean projection (`project_gaussian_nonlinear`);
+  ProbHardE2E's layer when trained through, the post-hoc baseline when applied only at evaluation;
+- "probconserv": the linear update with observation noise (ProbConserv's soft constraint; mass
+  only).
 """
 
 from typing import Any, Literal, NamedTuple
@@ -28,8 +35,10 @@ from sciml.constraints import (
     DiagonalCovariance,
     Gaussian,
     LowRankCovariance,
+    NonlinearConstraint,
     WeightedSumConstraint,
     project_gaussian,
+    project_gaussian_nonlinear,
     weighted_sum_constraint,
 )
 from sciml.scoring import crps_gaussian, gaussian_nll
@@ -90,6 +99,14 @@ def to_gaussians(
 
 Projection = Literal["none", "dppl", "probconserv"]
 PROJECTIONS: tuple[Projection, ...] = ("none", "dppl", "probconserv")
+Constraint = Literal["mass", "mass_energy"]
+
+
+def projections_for(constraint: Constraint) -> tuple[Projection, ...]:
+    """The projections defined for `constraint` (ProbConserv's update is linear only)."""
+    return PROJECTIONS if constraint == "mass" else ("none", "dppl")
+
+
 _Z90 = 1.6448536269514722  # standard normal quantile of 0.95: central 90% interval
 
 
@@ -110,33 +127,57 @@ def conservation_constraint_of(spatial: tuple[int, ...], channels: int) -> Weigh
     return weighted_sum_constraint(weights, np.zeros(channels), axis=0)
 
 
-def conserved_totals(y: Float[Array, "b *spatial c"]) -> Float[Array, "b c"]:
-    """U_k per sample: the spatial mean of every channel of the reference field."""
-    return y.reshape(y.shape[0], -1, y.shape[-1]).mean(axis=1)
+def conserved_totals(
+    y: Float[Array, "b *spatial c"], constraint: Constraint = "mass"
+) -> Float[Array, "b k"]:
+    """The conserved quantities per sample: the spatial mean of every channel (k = c), then for
+    "mass_energy" the spatial mean of every channel's square (k = 2 c)."""
+    flat = y.reshape(y.shape[0], -1, y.shape[-1])
+    if constraint == "mass":
+        return flat.mean(axis=1)
+    return jnp.concatenate([flat.mean(axis=1), jnp.mean(flat**2, axis=1)], axis=-1)
+
+
+def _mass_energy_residual(u: Float[Array, " n"], totals: Float[Array, " k"]) -> Array:
+    """h(u) of "mass_energy" for one flattened channels-last field, totals (2 c,)."""
+    return conserved_totals(u.reshape(1, -1, totals.shape[0] // 2), "mass_energy")[0] - totals
 
 
 def project_field(
     field: GaussianField,
-    totals: Float[Array, "b c"],
+    totals: Float[Array, "b k"],
     projection: Projection,
     *,
     noise_variance: float = 1e-3,
+    constraint: Constraint = "mass",
 ) -> Gaussian:
     """The head's Gaussians (batched, flattened) after `projection` onto the conservation law.
 
     Args:
         field: mean / variance (and factor) of shape (b, *spatial, c) (..., r).
-        totals: the conserved means U, shape (b, c).
+        totals: the conserved quantities, `conserved_totals` of the reference, shape (b, k).
         projection: see the module docstring.
         noise_variance: keyword-only; the observation noise of "probconserv".
+        constraint: keyword-only; "mass" or "mass_energy" (see the module docstring).
     Returns:
         A `Gaussian` whose leaves have a leading batch axis, over n = prod(spatial) c unknowns.
     """
     prior = to_gaussians(*field)
     if projection == "none":
         return prior
-    if projection not in PROJECTIONS:
-        raise ValueError(f"projection must be one of {PROJECTIONS}, got {projection!r}")
+    if projection not in projections_for(constraint):
+        raise ValueError(
+            f"projection must be one of {projections_for(constraint)} for constraint"
+            f" {constraint!r}, got {projection!r}"
+        )
+    if constraint == "mass_energy":
+
+        def nonlinear(gaussian: Gaussian, target: Array) -> Gaussian:
+            return project_gaussian_nonlinear(
+                gaussian, NonlinearConstraint(_mass_energy_residual, target)
+            )
+
+        return _per_sample(nonlinear, prior, totals)
     constraint = conservation_constraint_of(field.mean.shape[1:-1], field.mean.shape[-1])
     constraint = jax.tree.map(lambda a: a.astype(totals.dtype), constraint)
     noise = noise_variance if projection == "probconserv" else 0.0
@@ -167,13 +208,15 @@ def gaussian_loss(
     *,
     loss: Literal["crps", "nll"] = "crps",
     projection: Projection = "none",
+    constraint: Constraint = "mass",
 ) -> Float[Array, ""]:
     """Mean over samples and coordinates of the closed-form CRPS (or NLL) of the projected marginals.
 
     ProbHardE2E's loss up to a constant factor (the paper sums over coordinates): no sampling,
     gradients flow through the projection.
     """
-    mean, variance = _marginals(project_field(field, conserved_totals(y), projection))
+    totals = conserved_totals(y, constraint)
+    mean, variance = _marginals(project_field(field, totals, projection, constraint=constraint))
     target = y.reshape(y.shape[0], -1)
     if loss == "nll":
         return gaussian_nll(mean, variance, target)
@@ -187,21 +230,28 @@ def probabilistic_metrics(
     scale: Float[Array | np.ndarray, " c"],
     *,
     noise_variance: float = 1e-3,
+    constraint: Constraint = "mass",
 ) -> dict[str, Float[Array, ""]]:
     """Batch means, in physical units (`scale` = the target's normalisation std per channel).
 
     mse: of the mean; crps: closed-form Gaussian CRPS per coordinate; constraint_error: largest
-    ``|mean over space of the predicted mean - U|``; coverage90: share of the truth inside the
-    central 90% interval; mean_std: the average predicted standard deviation.
+    violation of a conserved quantity by the predicted mean (``|mean over space - U|``, and for
+    "mass_energy" also that of the squares, the fields scaled but not shifted); coverage90: share
+    of the truth inside the central 90% interval; mean_std: the average predicted standard
+    deviation.
     """
-    totals = conserved_totals(y)
-    post = project_field(field, totals, projection, noise_variance=noise_variance)
+    totals = conserved_totals(y, constraint)
+    post = project_field(
+        field, totals, projection, noise_variance=noise_variance, constraint=constraint
+    )
     mean, variance = _marginals(post)
     b, c = y.shape[0], y.shape[-1]
     flat_scale = jnp.tile(jnp.asarray(scale, mean.dtype), mean.shape[1] // c)[None, :]
     mean, std = mean * flat_scale, jnp.sqrt(jnp.maximum(variance, 0.0)) * flat_scale
     truth = y.reshape(b, -1) * flat_scale
-    violation = conserved_totals(mean.reshape(y.shape)) - conserved_totals(truth.reshape(y.shape))
+    violation = conserved_totals(mean.reshape(y.shape), constraint) - conserved_totals(
+        truth.reshape(y.shape), constraint
+    )
     return {
         "mse": jnp.mean((mean - truth) ** 2),
         "crps": crps_gaussian(mean, std**2, truth),
@@ -217,12 +267,16 @@ def predictive_marginals(
     projection: Projection,
     *,
     noise_variance: float = 1e-3,
+    constraint: Constraint = "mass",
 ) -> tuple[Float[Array, "b *spatial c"], Float[Array, "b *spatial c"]]:
     """Mean and standard deviation of every coordinate after `projection`, in the field's shape.
 
-    `y` supplies the conserved totals only (the reference's spatial means).
+    `y` supplies the conserved totals only (`conserved_totals` of the reference).
     """
-    post = project_field(field, conserved_totals(y), projection, noise_variance=noise_variance)
+    totals = conserved_totals(y, constraint)
+    post = project_field(
+        field, totals, projection, noise_variance=noise_variance, constraint=constraint
+    )
     mean, variance = _marginals(post)
     return mean.reshape(y.shape), jnp.sqrt(jnp.maximum(variance, 0.0)).reshape(y.shape)
 
@@ -293,8 +347,10 @@ def front_errors(
     offset: Float[Array | np.ndarray, " c"],
     *,
     noise_variance: float = 1e-3,
+    constraint: Constraint = "mass",
 ) -> dict[str, Float[Array, ""]]:
-    """Front position error (cells) of the predicted mean under every projection, batch mean.
+    """Front position error (cells) of the predicted mean under every projection defined for
+    `constraint`, batch mean.
 
     `threshold` is in physical units; `scale` and `offset` (the target's normalisation std and
     mean per channel) map the normalised field back to them.
@@ -305,9 +361,13 @@ def front_errors(
     truth = y * scale + offset
     return {
         p: front_error(
-            predictive_marginals(field, y, p, noise_variance=noise_variance)[0] * scale + offset,
+            predictive_marginals(field, y, p, noise_variance=noise_variance, constraint=constraint)[
+                0
+            ]
+            * scale
+            + offset,
             truth,
             threshold,
         )
-        for p in PROJECTIONS
+        for p in projections_for(constraint)
     }

@@ -49,6 +49,24 @@ def test_dppl_conserves_exactly_and_differentiates(rank):
     assert np.isclose(float(loss(iso.mean + shift, iso)), float(loss(iso.mean, iso)), rtol=1e-5)
 
 
+def test_mass_energy_dppl_conserves_both_exactly_and_differentiates():
+    field, y = _field(2)
+    totals = conserved_totals(y, "mass_energy")
+    assert totals.shape == (3, 4)  # two means, then two mean squares
+    post = project_field(field, totals, "dppl", constraint="mass_energy")
+    achieved = conserved_totals(post.mean.reshape(y.shape), "mass_energy")
+    # Newton stops at 100 float32 eps (1.2e-5) of these O(1) quantities.
+    assert float(jnp.abs(achieved - totals).max()) < 1.2e-5
+    grad = jax.grad(
+        lambda mean: gaussian_loss(
+            field._replace(mean=mean), y, projection="dppl", constraint="mass_energy"
+        )
+    )(field.mean)
+    assert bool(jnp.all(jnp.isfinite(grad))) and float(jnp.abs(grad).max()) > 0
+    with pytest.raises(ValueError, match="linear constraints only"):
+        config.TrainConfig(projection="probconserv", constraint="mass_energy")
+
+
 @pytest.mark.parametrize("projection", ["dppl", "probconserv"])
 @pytest.mark.parametrize("rank", [None, 2])
 def test_structured_conservation_matches_the_dense_matrix(rank, projection):
@@ -93,7 +111,7 @@ def test_coverage_of_a_calibrated_gaussian_is_nominal():
 
 
 def test_probharde2e_trains_end_to_end(tiny_config):
-    from sciml.experiment import train
+    from sciml.experiment import predict_split, train
 
     overrides = [
         "model={type: sciml.operators.ProbabilisticOperator, out_channels: 1, covariance: lowrank,"
@@ -109,6 +127,11 @@ def test_probharde2e_trains_end_to_end(tiny_config):
     assert set(rows) == {"none", "dppl", "probconserv"}
     assert rows["dppl"]["constraint_error"] < 1e-5 < rows["none"]["constraint_error"]
     assert np.isfinite(report["metrics"]["rel_l2"])
+    # Point predictions (validation, best-checkpoint choice, the report's metrics) are the mean
+    # under the projection trained with: it conserves, whereas the raw head's mean drifts.
+    _, prediction, truth = predict_split(run_dir, "test", 4)
+    mass = [v.reshape(len(v), -1).mean(axis=1) for v in (prediction, truth)]
+    np.testing.assert_allclose(mass[0], mass[1], atol=1e-5 * float(np.abs(truth).max()))
 
 
 def test_a_probabilistic_loss_needs_a_gaussian_head(tiny_config):

@@ -11,7 +11,8 @@ Shared by the ProbHardE2E probabilistic layers and the ECI / PCFM constrained sa
 - `project_gaussian`: Gaussian conditioning on ``A u = b`` (ProbHardE2E's DPPL) for diagonal,
   low-rank-plus-diagonal and full covariances, never forming n x n for the structured ones.
 - `NonlinearConstraint` and `project_gauss_newton`: the closest point on ``h(u) = 0`` with implicit
-  (KKT) or unrolled gradients.
+  (KKT) or unrolled gradients; `project_gaussian_nonlinear`: the DPPL for ``h(u) = 0`` (delta
+  method through the projection's Jacobian, `projection_jacobian`).
 """
 
 from sciml.constraints._gaussian import (
@@ -40,7 +41,13 @@ from sciml.constraints._linear import (
     value_constraint,
     weighted_sum_constraint,
 )
-from sciml.constraints._nonlinear import NonlinearConstraint, project_gauss_newton
+from sciml.constraints._nonlinear import (
+    LinearizedCovariance,
+    NonlinearConstraint,
+    project_gauss_newton,
+    project_gaussian_nonlinear,
+    projection_jacobian,
+)
 
 __all__ = [
     "Covariance",
@@ -48,6 +55,7 @@ __all__ = [
     "FullCovariance",
     "Gaussian",
     "LinearConstraint",
+    "LinearizedCovariance",
     "LowRankCovariance",
     "NonlinearConstraint",
     "ProjectedCovariance",
@@ -62,6 +70,8 @@ __all__ = [
     "project_euclidean",
     "project_gauss_newton",
     "project_gaussian",
+    "project_gaussian_nonlinear",
+    "projection_jacobian",
     "slice_constraint",
     "stack_constraints",
     "trapezoid_weights",

@@ -145,7 +145,11 @@ class LowRankCovariance(Covariance):
 
     def conditioning_gram(self, constraint: LinearConstraint, noise_variance: float = 0.0) -> Gram:
         low = constraint.apply(self.factor)  # G = A F, (m, r)
-        if constraint.disjoint_rows:  # S = diag + G G^T: Woodbury, r x r
+        # S = diag + G G^T: Woodbury (r x r) when m > r. Not when m <= r: the direct m x m
+        # factorisation is then no dearer, and stays accurate when G G^T dwarfs the diagonal
+        # (a head trained through the projection may put its largest variance along A), where
+        # Woodbury's D^{-1} - D^{-1} G K^{-1} G^T D^{-1} cancels (float32 residuals of 1e-2 |A mu|).
+        if constraint.disjoint_rows and low.shape[0] > low.shape[1]:
             diagonal = constraint.squared_row_norms(self.diagonal_part) + noise_variance
             return WoodburyGram.factor_of(diagonal, low)
         gram = low @ low.T + constraint.weighted_gram(self.diagonal_part)
