@@ -26,7 +26,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from sciml.constraints._gram import CholeskyGram, Gram, WoodburyGram, sandwich_diagonal
-from sciml.constraints._linear import LinearConstraint
+from sciml.constraints._linear import LinearConstraint, project_euclidean
 
 
 class Covariance(abc.ABC):
@@ -145,10 +145,8 @@ class LowRankCovariance(Covariance):
 
     def conditioning_gram(self, constraint: LinearConstraint, noise_variance: float = 0.0) -> Gram:
         low = constraint.apply(self.factor)  # G = A F, (m, r)
-        # S = diag + G G^T: Woodbury (r x r) when m > r. Not when m <= r: the direct m x m
-        # factorisation is then no dearer, and stays accurate when G G^T dwarfs the diagonal
-        # (a head trained through the projection may put its largest variance along A), where
-        # Woodbury's D^{-1} - D^{-1} G K^{-1} G^T D^{-1} cancels (float32 residuals of 1e-2 |A mu|).
+        # S = diag + G G^T: Woodbury (r x r) when m > r; for m <= r the direct m x m
+        # factorisation is no dearer.
         if constraint.disjoint_rows and low.shape[0] > low.shape[1]:
             diagonal = constraint.squared_row_norms(self.diagonal_part) + noise_variance
             return WoodburyGram.factor_of(diagonal, low)
@@ -242,7 +240,12 @@ class ProjectedCovariance(Covariance):
         if self.noise_variance > 0:
             noise = jax.random.normal(k_noise, residual.shape, residual.dtype)
             residual = residual + jnp.sqrt(self.noise_variance) * noise
-        return prior - self.gain(residual).T
+            return prior - self.gain(residual).T
+        draws = prior - self.gain(residual).T
+        # As in `project_gaussian`: exactly in the null space of A, whatever S's conditioning.
+        return jax.vmap(project_euclidean, in_axes=(0, None))(
+            draws, self.constraint.replace(target=jnp.zeros_like(residual[:, 0]))
+        )
 
     def dense(self) -> Float[Array, "n n"]:
         cross = self.prior.matmul(self.constraint.matrix.T)
@@ -305,4 +308,9 @@ def project_gaussian(
         noise_variance=noise_variance,
     )
     mean = gaussian.mean - cov.gain(constraint.residual(gaussian.mean)[:, None])[:, 0]
+    if noise_variance == 0:
+        # A no-op in exact arithmetic. In float32, a prior whose variance lies mostly along A
+        # (a head trained through this projection drifts there) makes S ill-conditioned and
+        # leaves a residual; the orthogonal correction, well-conditioned, removes it.
+        mean = project_euclidean(mean, constraint)
     return Gaussian(mean=mean, cov=cov)

@@ -352,8 +352,9 @@ def project_euclidean(
 ) -> Float[Array, "*shape"]:
     """The closest point in L2 to u satisfying ``A u = b`` (the orthogonal, "-Or", projection).
 
-    ``u* = u - A^T (A A^T)^{-1} (A u - b)``, through a Cholesky solve with the m x m Gram matrix.
-    For a batch, ``jax.vmap(project_euclidean, in_axes=(0, None))``.
+    ``u* = u - A^T (A A^T)^{-1} (A u - b)``: ``A A^T`` is diagonal when the rows of A touch
+    disjoint unknowns, else a Cholesky solve with the m x m Gram matrix. For a batch,
+    ``jax.vmap(project_euclidean, in_axes=(0, None))``.
 
     Args:
         u: field of any shape with n elements.
@@ -362,9 +363,13 @@ def project_euclidean(
         The projected field, shape of `u`.
     """
     flat = u.reshape(-1)
-    gram = cho_factor(constraint.weighted_gram(jnp.ones_like(flat)), lower=True)
-    correction = constraint.apply_transpose(cho_solve(gram, constraint.residual(flat)))
-    return (flat - correction).reshape(u.shape)
+    residual = constraint.residual(flat)
+    if constraint.disjoint_rows:
+        solved = residual / constraint.squared_row_norms(jnp.ones_like(flat))
+    else:
+        gram = cho_factor(constraint.weighted_gram(jnp.ones_like(flat)), lower=True)
+        solved = cho_solve(gram, residual)
+    return (flat - constraint.apply_transpose(solved)).reshape(u.shape)
 
 
 def project_box(
