@@ -532,6 +532,9 @@ def test_nonlinear_dppl_is_the_delta_method_through_the_projection(x64):
     normals = np.asarray(constraint.jacobian(post.mean))
     np.testing.assert_allclose(normals @ post.cov.dense() @ normals.T, 0, atol=ROUND_OFF)
     assert np.linalg.eigvalsh(np.asarray(post.cov.dense())).min() > -ROUND_OFF
+    # Inference draws are projected one by one: each is feasible.
+    draws = C.sample_projected(prior, constraint, jax.random.key(0), 4)
+    assert float(jnp.max(jnp.abs(jax.vmap(constraint.residual)(draws)))) < ROUND_OFF
 
 
 def test_nonlinear_dppl_of_a_linear_constraint_with_isotropic_prior_is_conditioning(x64):

@@ -47,6 +47,7 @@ from sciml.constraints._nonlinear import (
     project_gauss_newton,
     project_gaussian_nonlinear,
     projection_jacobian,
+    sample_projected,
 )
 
 __all__ = [
@@ -72,6 +73,7 @@ __all__ = [
     "project_gaussian",
     "project_gaussian_nonlinear",
     "projection_jacobian",
+    "sample_projected",
     "slice_constraint",
     "stack_constraints",
     "trapezoid_weights",

@@ -316,3 +316,28 @@ def project_gaussian_nonlinear(
     options = {k: newton[k] for k in ("tol", "cg_max_steps") if k in newton}
     jacobian = projection_jacobian(constraint, gaussian.mean, mean, **options)
     return Gaussian(mean=mean, cov=LinearizedCovariance(prior=gaussian.cov, jacobian=jacobian))
+
+
+def sample_projected(
+    gaussian: Gaussian,
+    constraint: NonlinearConstraint,
+    key: PRNGKeyArray,
+    n_samples: int,
+    **newton: Any,
+) -> Float[Array, "s n"]:
+    """Draws of the prior, each projected exactly onto ``h(u) = 0`` (ProbHardE2E's inference).
+
+    Every draw is feasible to the Newton tolerance; to first order they are distributed as
+    `project_gaussian_nonlinear` of the prior.
+
+    Args:
+        gaussian: the unprojected prior, mean of shape (n,).
+        constraint: the equality.
+        key: random key.
+        n_samples: number of draws.
+        **newton: options of `project_gauss_newton`.
+    Returns:
+        The projected draws, shape (n_samples, n).
+    """
+    draws = gaussian.sample(key, n_samples)
+    return jax.vmap(lambda z: project_gauss_newton(constraint, z, **newton))(draws)
