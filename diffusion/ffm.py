@@ -9,6 +9,12 @@ default `FlowMatching` path.
 
 The network contract is the package's ``apply_fn(params, x_t, t, cond) -> velocity``;
 `VelocityFNO.apply` satisfies it directly.
+
+Conditional FFM (ECI's conditional baseline): the same network and loss with
+``cond = observed_condition(values, mask)``, the known entries (zero elsewhere) and their mask as
+two extra input channels; in training the mask is applied to the data itself, in sampling the
+values and mask come from a value-fixing constraint (`selection_observation`). It learns to
+respect the observations, but unlike ECI nothing enforces them.
 """
 
 import functools
@@ -21,9 +27,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from jaxtyping import Array, Float, Int, PRNGKeyArray
+from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 
 from sciml import config as config_lib
+from sciml.constraints import LinearConstraint
 from sciml.diffusion.parameterization import ApplyFn, Scalar
 from sciml.diffusion.priors import Prior
 from sciml.nn import MLP, SpectralConv, gelu
@@ -248,12 +255,77 @@ def ffm_ode(
     return solution.ys[0], solution.stats["num_accepted_steps"]
 
 
+def observed_condition(
+    values: Float[Array | np.ndarray, "b *spatial c"],
+    mask: Bool[Array | np.ndarray, "#b *#spatial #c"],
+) -> Float[Array, "b *spatial c2"]:
+    """Conditional FFM input ``[values * mask, mask]``: 2c channels on the fields' grid.
+
+    Args:
+        values: fields whose entries on the mask are known (b, *spatial, c), e.g. training data.
+        mask: True where an entry is known, broadcastable to `values` (one mask for all, e.g.
+            ``mask[None, ..., None]``, or one per sample).
+    Returns:
+        (b, *spatial, 2c): the known values (zero off the mask), then the mask as 0 / 1.
+    """
+    values = jnp.asarray(values)
+    mask = jnp.broadcast_to(jnp.asarray(mask), values.shape).astype(values.dtype)
+    return jnp.concatenate([values * mask, mask], axis=-1)
+
+
+def selection_observation(
+    constraint: LinearConstraint, spatial: tuple[int, ...]
+) -> tuple[Float[Array, "*spatial"], Bool[np.ndarray, "*spatial"]]:
+    """The known values and their mask of a constraint that fixes entries of a one-channel field.
+
+    A value-fixing constraint (`value_constraint`, `slice_constraint`, initial and boundary
+    values, their stacks) has rows that each select one unknown, no unknown twice; then
+    ``mask = (column sums of A) > 0`` and ``values = A^T b``.
+
+    Args:
+        constraint: ``A u = b`` on fields of `spatial` (one channel).
+        spatial: the grid.
+    Returns:
+        (values, mask), both of shape `spatial`; values are 0 off the mask.
+    Raises:
+        ValueError: A is not a selection (e.g. an integral or a periodicity constraint), or does
+            not act on `spatial`.
+    """
+    matrix = np.asarray(constraint.matrix)
+    n = int(np.prod(spatial))
+    if matrix.shape[1] != n:
+        raise ValueError(
+            f"the constraint acts on {matrix.shape[1]} unknowns, the grid {spatial} has {n}"
+        )
+    counts = matrix.sum(axis=0)
+    selection = (
+        np.all((matrix == 0) | (matrix == 1))
+        and np.all(matrix.sum(axis=1) == 1)
+        and counts.max() <= 1
+    )
+    if not selection:
+        raise ValueError(
+            "a conditional FFM observes fixed values: the constraint must fix entries (value, slice,"
+            " initial or boundary values), not combine them (integrals, periodicity)"
+        )
+    values = jnp.asarray(matrix.T) @ jnp.asarray(constraint.target)
+    return values.reshape(spatial), counts.reshape(spatial) > 0
+
+
 def ffm_checkpoint_metadata(
-    model: VelocityFNO, prior: Prior, task: dict[str, Any], shape: tuple[int, ...]
+    model: VelocityFNO,
+    prior: Prior,
+    task: dict[str, Any],
+    shape: tuple[int, ...],
+    cond_channels: int = 0,
 ) -> dict[str, Any]:
-    """Checkpoint metadata of an unconditional FFM prior on fields (1, *shape, 1): the model and
-    noise prior as component specs, and the task (a component spec of the data family, e.g.
-    ``sciml.pde.sampling_tasks.StokesTask``) that constrained-sampling configs refer to."""
+    """Checkpoint metadata of an FFM prior on fields (1, *shape, 1): the model and noise prior
+    as component specs, and the task (a component spec of the data family, e.g.
+    ``sciml.pde.sampling_tasks.StokesTask``) that constrained-sampling configs refer to.
+    `cond_channels` > 0: a conditional model taking cond (1, *shape, cond_channels)."""
+    init_inputs = [[1, *shape, 1], [1]]  # model.init(key, x_t, t[, cond])
+    if cond_channels:
+        init_inputs.append([1, *shape, cond_channels])
     return {
         "checkpoint_format": 1,
         "model": config_lib.component_spec(model),
@@ -264,6 +336,6 @@ def ffm_checkpoint_metadata(
             "mean": [0.0],
             "std": [1.0],
         },
-        "init_inputs": [[1, *shape, 1], [1]],  # model.init(key, x_t, t)
+        "init_inputs": init_inputs,
         "config": {"task": task, "prior": config_lib.component_spec(prior)},
     }
