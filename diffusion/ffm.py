@@ -17,11 +17,9 @@ values and mask come from a value-fixing constraint (`selection_observation`). I
 respect the observations, but unlike ECI nothing enforces them.
 """
 
-import functools
 from collections.abc import Callable
 from typing import Any, Literal
 
-import diffrax
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -33,6 +31,8 @@ from sciml import config as config_lib
 from sciml.constraints import LinearConstraint
 from sciml.diffusion.parameterization import ApplyFn, Scalar
 from sciml.diffusion.priors import Prior
+from sciml.diffusion.samplers import flow_euler, flow_ode
+from sciml.diffusion.schedules import FlowMatching
 from sciml.nn import MLP, SpectralConv, gelu
 from sciml.operators.fno import positional_grid
 from sciml.train import TrainState, make_train_step
@@ -159,14 +159,6 @@ def ffm_train_step(
     return make_train_step(loss_fn, optimizer, ema_decay)
 
 
-def _velocity(apply_fn: ApplyFn, params: Any, cond: Any) -> Callable[[Array, Array], Array]:
-    def velocity(x: Array, t: Array) -> Array:
-        return apply_fn(params, x, jnp.full((x.shape[0],), t, x.dtype), cond)
-
-    return velocity
-
-
-@functools.partial(jax.jit, static_argnames=("apply_fn", "shape", "prior", "n_steps", "dtype"))
 def ffm_euler(
     apply_fn: ApplyFn,
     params: Any,
@@ -180,6 +172,8 @@ def ffm_euler(
 ) -> Sample:
     """Unconstrained sampling: `n_steps` explicit Euler steps of ``dx/dt = v`` from t = 1 to 0.
 
+    `flow_euler` on the rectified path (`FlowMatching`) from ``x_1 ~ prior``.
+
     Args:
         apply_fn: ``apply_fn(params, x_t, t, cond) -> velocity`` (static).
         params, cond: the network's parameters and conditioning.
@@ -191,21 +185,19 @@ def ffm_euler(
     Returns:
         Samples of `shape`.
     """
-    velocity = _velocity(apply_fn, params, cond)
-    ts = jnp.arange(n_steps, 0, -1, dtype=dtype) / n_steps
-    dt = jnp.asarray(1 / n_steps, dtype)
+    return flow_euler(
+        apply_fn,
+        params,
+        cond,
+        key=key,
+        shape=tuple(shape),
+        schedule=FlowMatching(),
+        n_steps=n_steps,
+        prior=prior,
+        dtype=dtype,
+    )
 
-    def step(x: Array, t: Array) -> tuple[Array, None]:
-        return (x - dt * velocity(x, t)).astype(dtype), None
 
-    x, _ = jax.lax.scan(step, prior.sample(key, shape, dtype), ts)
-    return x
-
-
-@functools.partial(
-    jax.jit,
-    static_argnames=("apply_fn", "shape", "prior", "n_steps", "solver", "max_steps", "dtype"),
-)
 def ffm_ode(
     apply_fn: ApplyFn,
     params: Any,
@@ -223,6 +215,8 @@ def ffm_ode(
 ) -> tuple[Sample, Int[Array, ""]]:
     """Unconstrained sampling by an adaptive diffrax solver (ECI: dopri5, rtol = atol = 1e-5).
 
+    `flow_ode` on the rectified path (`FlowMatching`) from ``x_1 ~ prior``.
+
     Args:
         solver: embedded Runge-Kutta pair (static).
         n_steps: the initial step is ``1 / n_steps`` (static).
@@ -232,27 +226,24 @@ def ffm_ode(
     Returns:
         (samples of `shape`, number of accepted steps).
     """
-    solvers = {
-        "tsit5": diffrax.Tsit5,
-        "dopri5": diffrax.Dopri5,
-        "bosh3": diffrax.Bosh3,
-        "heun": diffrax.Heun,
-    }
-    if solver not in solvers:
-        raise ValueError(f"solver must be one of {sorted(solvers)}, got {solver!r}")
-    velocity = _velocity(apply_fn, params, cond)
-    solution = diffrax.diffeqsolve(
-        diffrax.ODETerm(lambda t, y, args: velocity(y, t).astype(dtype)),
-        solvers[solver](),
-        t0=jnp.asarray(1.0, dtype),
-        t1=jnp.asarray(0.0, dtype),
-        dt0=jnp.asarray(-1.0 / n_steps, dtype),
-        y0=prior.sample(key, shape, dtype),
-        stepsize_controller=diffrax.PIDController(rtol=rtol, atol=atol),
+    if solver not in ("tsit5", "dopri5", "bosh3", "heun"):
+        raise ValueError(f"solver must be one of bosh3, dopri5, heun, tsit5, got {solver!r}")
+    return flow_ode(
+        apply_fn,
+        params,
+        cond,
+        key=key,
+        shape=tuple(shape),
+        schedule=FlowMatching(),
+        n_steps=n_steps,
+        solver=solver,
+        rtol=rtol,
+        atol=atol,
         max_steps=max_steps,
-        saveat=diffrax.SaveAt(t1=True),
+        dtype=dtype,
+        return_steps=True,
+        prior=prior,
     )
-    return solution.ys[0], solution.stats["num_accepted_steps"]
 
 
 def observed_condition(

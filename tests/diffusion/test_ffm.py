@@ -166,6 +166,23 @@ def test_samplers_follow_the_exact_flow_and_are_deterministic():
     np.testing.assert_array_equal(ours, again)
 
 
+def test_core_flow_samplers_start_from_the_given_prior():
+    # With zero velocity the sample is the initial noise: sigma(1) prior.sample(key) = the draw.
+    prior = UniformNoise(low=2.0, high=3.0)
+    zero = lambda params, x, t, cond: jnp.zeros_like(x)  # noqa: E731
+    x = flow_euler(
+        zero,
+        None,
+        None,
+        key=key(6),
+        shape=(2, 3, 1),
+        schedule=FlowMatching(),
+        n_steps=2,
+        prior=prior,
+    )
+    np.testing.assert_array_equal(x, prior.sample(key(6), (2, 3, 1)))
+
+
 # --- conditional FFM ----------------------------------------------------------------------------
 
 
