@@ -16,7 +16,8 @@ The core, one concern per module:
 - `priors`: resolution-independent noise priors (`WhiteNoise`, `UniformNoise`, `SpectralGRF`,
   `GaussianProcess`), ``prior.sample(key, shape) -> (b, *spatial, c)``.
 - `ffm`: functional flow matching (`VelocityFNO`, `ffm_loss`, `ffm_train_step`, `ffm_euler`,
-  `ffm_ode`), on the package's time convention (t = 0 data).
+  `ffm_ode`), on the package's time convention (t = 0 data); the conditional-FFM baseline's
+  inputs (`observed_condition`, `selection_observation`).
 - `eci`: ECI constrained sampling (`eci_sample`, `EuclideanProjection`, `ChainedProjection`) and
   the gradient-guidance baseline (`guidance_sample`); `pcfm`: PCFM (`pcfm_sample`) for nonlinear
   ``h(u) = 0``. ECI's analytic tasks are in `sciml.pde.sampling_tasks`, its metrics (`mmse`,
@@ -43,6 +44,8 @@ from sciml.diffusion.ffm import (
     ffm_loss,
     ffm_ode,
     ffm_train_step,
+    observed_condition,
+    selection_observation,
     sinusoidal_embedding,
 )
 from sciml.diffusion.flex import FLEX, FLEX_PRESETS, DiffusionUNet, UViT
@@ -133,6 +136,8 @@ __all__ = [
     "ffm_loss",
     "ffm_ode",
     "ffm_train_step",
+    "observed_condition",
+    "selection_observation",
     "gauss_newton_projection",
     "guidance_sample",
     "pcfm_sample",

@@ -9,23 +9,30 @@ default `FlowMatching` path.
 
 The network contract is the package's ``apply_fn(params, x_t, t, cond) -> velocity``;
 `VelocityFNO.apply` satisfies it directly.
+
+Conditional FFM (ECI's conditional baseline): the same network and loss with
+``cond = observed_condition(values, mask)``, the known entries (zero elsewhere) and their mask as
+two extra input channels; in training the mask is applied to the data itself, in sampling the
+values and mask come from a value-fixing constraint (`selection_observation`). It learns to
+respect the observations, but unlike ECI nothing enforces them.
 """
 
-import functools
 from collections.abc import Callable
 from typing import Any, Literal
 
-import diffrax
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from jaxtyping import Array, Float, Int, PRNGKeyArray
+from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 
 from sciml import config as config_lib
+from sciml.constraints import LinearConstraint
 from sciml.diffusion.parameterization import ApplyFn, Scalar
 from sciml.diffusion.priors import Prior
+from sciml.diffusion.samplers import flow_euler, flow_ode
+from sciml.diffusion.schedules import FlowMatching
 from sciml.nn import MLP, SpectralConv, gelu
 from sciml.operators.fno import positional_grid
 from sciml.train import TrainState, make_train_step
@@ -152,14 +159,6 @@ def ffm_train_step(
     return make_train_step(loss_fn, optimizer, ema_decay)
 
 
-def _velocity(apply_fn: ApplyFn, params: Any, cond: Any) -> Callable[[Array, Array], Array]:
-    def velocity(x: Array, t: Array) -> Array:
-        return apply_fn(params, x, jnp.full((x.shape[0],), t, x.dtype), cond)
-
-    return velocity
-
-
-@functools.partial(jax.jit, static_argnames=("apply_fn", "shape", "prior", "n_steps", "dtype"))
 def ffm_euler(
     apply_fn: ApplyFn,
     params: Any,
@@ -173,6 +172,8 @@ def ffm_euler(
 ) -> Sample:
     """Unconstrained sampling: `n_steps` explicit Euler steps of ``dx/dt = v`` from t = 1 to 0.
 
+    `flow_euler` on the rectified path (`FlowMatching`) from ``x_1 ~ prior``.
+
     Args:
         apply_fn: ``apply_fn(params, x_t, t, cond) -> velocity`` (static).
         params, cond: the network's parameters and conditioning.
@@ -184,21 +185,19 @@ def ffm_euler(
     Returns:
         Samples of `shape`.
     """
-    velocity = _velocity(apply_fn, params, cond)
-    ts = jnp.arange(n_steps, 0, -1, dtype=dtype) / n_steps
-    dt = jnp.asarray(1 / n_steps, dtype)
+    return flow_euler(
+        apply_fn,
+        params,
+        cond,
+        key=key,
+        shape=tuple(shape),
+        schedule=FlowMatching(),
+        n_steps=n_steps,
+        prior=prior,
+        dtype=dtype,
+    )
 
-    def step(x: Array, t: Array) -> tuple[Array, None]:
-        return (x - dt * velocity(x, t)).astype(dtype), None
 
-    x, _ = jax.lax.scan(step, prior.sample(key, shape, dtype), ts)
-    return x
-
-
-@functools.partial(
-    jax.jit,
-    static_argnames=("apply_fn", "shape", "prior", "n_steps", "solver", "max_steps", "dtype"),
-)
 def ffm_ode(
     apply_fn: ApplyFn,
     params: Any,
@@ -216,6 +215,8 @@ def ffm_ode(
 ) -> tuple[Sample, Int[Array, ""]]:
     """Unconstrained sampling by an adaptive diffrax solver (ECI: dopri5, rtol = atol = 1e-5).
 
+    `flow_ode` on the rectified path (`FlowMatching`) from ``x_1 ~ prior``.
+
     Args:
         solver: embedded Runge-Kutta pair (static).
         n_steps: the initial step is ``1 / n_steps`` (static).
@@ -225,35 +226,97 @@ def ffm_ode(
     Returns:
         (samples of `shape`, number of accepted steps).
     """
-    solvers = {
-        "tsit5": diffrax.Tsit5,
-        "dopri5": diffrax.Dopri5,
-        "bosh3": diffrax.Bosh3,
-        "heun": diffrax.Heun,
-    }
-    if solver not in solvers:
-        raise ValueError(f"solver must be one of {sorted(solvers)}, got {solver!r}")
-    velocity = _velocity(apply_fn, params, cond)
-    solution = diffrax.diffeqsolve(
-        diffrax.ODETerm(lambda t, y, args: velocity(y, t).astype(dtype)),
-        solvers[solver](),
-        t0=jnp.asarray(1.0, dtype),
-        t1=jnp.asarray(0.0, dtype),
-        dt0=jnp.asarray(-1.0 / n_steps, dtype),
-        y0=prior.sample(key, shape, dtype),
-        stepsize_controller=diffrax.PIDController(rtol=rtol, atol=atol),
+    if solver not in ("tsit5", "dopri5", "bosh3", "heun"):
+        raise ValueError(f"solver must be one of bosh3, dopri5, heun, tsit5, got {solver!r}")
+    return flow_ode(
+        apply_fn,
+        params,
+        cond,
+        key=key,
+        shape=tuple(shape),
+        schedule=FlowMatching(),
+        n_steps=n_steps,
+        solver=solver,
+        rtol=rtol,
+        atol=atol,
         max_steps=max_steps,
-        saveat=diffrax.SaveAt(t1=True),
+        dtype=dtype,
+        return_steps=True,
+        prior=prior,
     )
-    return solution.ys[0], solution.stats["num_accepted_steps"]
+
+
+def observed_condition(
+    values: Float[Array | np.ndarray, "b *spatial c"],
+    mask: Bool[Array | np.ndarray, "#b *#spatial #c"],
+) -> Float[Array, "b *spatial c2"]:
+    """Conditional FFM input ``[values * mask, mask]``: 2c channels on the fields' grid.
+
+    Args:
+        values: fields whose entries on the mask are known (b, *spatial, c), e.g. training data.
+        mask: True where an entry is known, broadcastable to `values` (one mask for all, e.g.
+            ``mask[None, ..., None]``, or one per sample).
+    Returns:
+        (b, *spatial, 2c): the known values (zero off the mask), then the mask as 0 / 1.
+    """
+    values = jnp.asarray(values)
+    mask = jnp.broadcast_to(jnp.asarray(mask), values.shape).astype(values.dtype)
+    return jnp.concatenate([values * mask, mask], axis=-1)
+
+
+def selection_observation(
+    constraint: LinearConstraint, spatial: tuple[int, ...]
+) -> tuple[Float[Array, "*spatial"], Bool[np.ndarray, "*spatial"]]:
+    """The known values and their mask of a constraint that fixes entries of a one-channel field.
+
+    A value-fixing constraint (`value_constraint`, `slice_constraint`, initial and boundary
+    values, their stacks) has rows that each select one unknown, no unknown twice; then
+    ``mask = (column sums of A) > 0`` and ``values = A^T b``.
+
+    Args:
+        constraint: ``A u = b`` on fields of `spatial` (one channel).
+        spatial: the grid.
+    Returns:
+        (values, mask), both of shape `spatial`; values are 0 off the mask.
+    Raises:
+        ValueError: A is not a selection (e.g. an integral or a periodicity constraint), or does
+            not act on `spatial`.
+    """
+    matrix = np.asarray(constraint.matrix)
+    n = int(np.prod(spatial))
+    if matrix.shape[1] != n:
+        raise ValueError(
+            f"the constraint acts on {matrix.shape[1]} unknowns, the grid {spatial} has {n}"
+        )
+    counts = matrix.sum(axis=0)
+    selection = (
+        np.all((matrix == 0) | (matrix == 1))
+        and np.all(matrix.sum(axis=1) == 1)
+        and counts.max() <= 1
+    )
+    if not selection:
+        raise ValueError(
+            "a conditional FFM observes fixed values: the constraint must fix entries (value, slice,"
+            " initial or boundary values), not combine them (integrals, periodicity)"
+        )
+    values = jnp.asarray(matrix.T) @ jnp.asarray(constraint.target)
+    return values.reshape(spatial), counts.reshape(spatial) > 0
 
 
 def ffm_checkpoint_metadata(
-    model: VelocityFNO, prior: Prior, task: dict[str, Any], shape: tuple[int, ...]
+    model: VelocityFNO,
+    prior: Prior,
+    task: dict[str, Any],
+    shape: tuple[int, ...],
+    cond_channels: int = 0,
 ) -> dict[str, Any]:
-    """Checkpoint metadata of an unconditional FFM prior on fields (1, *shape, 1): the model and
-    noise prior as component specs, and the task (a component spec of the data family, e.g.
-    ``sciml.pde.sampling_tasks.StokesTask``) that constrained-sampling configs refer to."""
+    """Checkpoint metadata of an FFM prior on fields (1, *shape, 1): the model and noise prior
+    as component specs, and the task (a component spec of the data family, e.g.
+    ``sciml.pde.sampling_tasks.StokesTask``) that constrained-sampling configs refer to.
+    `cond_channels` > 0: a conditional model taking cond (1, *shape, cond_channels)."""
+    init_inputs = [[1, *shape, 1], [1]]  # model.init(key, x_t, t[, cond])
+    if cond_channels:
+        init_inputs.append([1, *shape, cond_channels])
     return {
         "checkpoint_format": 1,
         "model": config_lib.component_spec(model),
@@ -264,6 +327,6 @@ def ffm_checkpoint_metadata(
             "mean": [0.0],
             "std": [1.0],
         },
-        "init_inputs": [[1, *shape, 1], [1]],  # model.init(key, x_t, t)
+        "init_inputs": init_inputs,
         "config": {"task": task, "prior": config_lib.component_spec(prior)},
     }

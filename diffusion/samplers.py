@@ -3,7 +3,9 @@
 Every sampler has the signature ``sampler(apply_fn, params, cond, *, key, shape, schedule, ...)``,
 draws its own initial noise ``sigma(t_max) N(0, I)`` from `key` (the ``alpha(t_max) x0`` part of
 the prior is dropped: it is 0 for flow matching and ~1e-5 for `CosineVP`), and returns one sample
-per batch row of `shape`. They are jitted with `apply_fn`, `shape`, `n_steps` and the method
+per batch row of `shape`. The flow samplers take any noise prior instead of N(0, I)
+(``prior=``, a `sciml.diffusion.priors.Prior`: functional flow matching's GRF, GP or uniform
+noise), drawn as ``sigma(t_max) prior.sample(key, shape)``. They are jitted with `apply_fn`, `shape`, `n_steps` and the method
 options static: pass the same `apply_fn` object (e.g. ``model.apply``) to reuse the compiled
 program; new keys, params or conds of the same shapes do not recompile. `ensemble` draws several
 independent samples per condition.
@@ -22,6 +24,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from sciml.diffusion.parameterization import ApplyFn, Kind, Scalar, denoise, predict
+from sciml.diffusion.priors import Prior
 from sciml.diffusion.schedules import Schedule, karras_sigmas
 
 Sample = Float[Array, "b *spatial c"]
@@ -32,8 +35,13 @@ def _times(x: Array, t: Array) -> Array:
     return jnp.full((x.shape[0],), t, x.dtype)
 
 
-def _initial(key: PRNGKeyArray, shape: tuple[int, ...], dtype: Any, std: Array) -> Array:
-    return std.astype(dtype) * jax.random.normal(key, shape, dtype)
+def _initial(
+    key: PRNGKeyArray, shape: tuple[int, ...], dtype: Any, std: Array, prior: Prior | None = None
+) -> Array:
+    noise = (
+        jax.random.normal(key, shape, dtype) if prior is None else prior.sample(key, shape, dtype)
+    )
+    return std.astype(dtype) * noise
 
 
 @functools.partial(jax.jit, static_argnames=(*_STATIC, "eta"))
@@ -177,7 +185,7 @@ def _velocity(apply_fn, params, cond, schedule, kind, sigma_data) -> Callable:
     return velocity
 
 
-@functools.partial(jax.jit, static_argnames=_STATIC)
+@functools.partial(jax.jit, static_argnames=(*_STATIC, "prior"))
 def flow_euler(
     apply_fn: ApplyFn,
     params: Any,
@@ -192,11 +200,13 @@ def flow_euler(
     t_max: Scalar = 1.0,
     t_min: Scalar = 0.0,
     dtype: Any = jnp.float32,
+    prior: Prior | None = None,
 ) -> Sample:
     """Explicit Euler on the flow ``dx/dt = u(x, t)`` from t_max to t_min in `n_steps` steps.
 
     u is the network's velocity (converted from any parameterisation). Returns x at t_min (for
-    `FlowMatching` with ``sigma_min = 0``, t_min = 0 is the data). Arguments as in `ddim`.
+    `FlowMatching` with ``sigma_min = 0``, t_min = 0 is the data). `prior` (static): the noise
+    the network was trained from (default N(0, I)); other arguments as in `ddim`.
     """
     velocity = _velocity(apply_fn, params, cond, schedule, kind, sigma_data)
     ts = jnp.linspace(t_max, t_min, n_steps + 1, dtype=dtype)
@@ -205,7 +215,7 @@ def flow_euler(
         t, s = inputs
         return (x + (s - t) * velocity(x, t)).astype(dtype), None
 
-    x = _initial(key, shape, dtype, schedule.sigma(ts[0]))
+    x = _initial(key, shape, dtype, schedule.sigma(ts[0]), prior)
     x, _ = jax.lax.scan(step, x, (ts[:-1], ts[1:]))
     return x
 
@@ -221,7 +231,8 @@ _SOLVERS = {
 
 
 @functools.partial(
-    jax.jit, static_argnames=(*_STATIC, "solver", "adaptive", "max_steps", "return_steps")
+    jax.jit,
+    static_argnames=(*_STATIC, "solver", "adaptive", "max_steps", "return_steps", "prior"),
 )
 def flow_ode(
     apply_fn: ApplyFn,
@@ -243,6 +254,7 @@ def flow_ode(
     t_min: Scalar = 0.0,
     dtype: Any = jnp.float32,
     return_steps: bool = False,
+    prior: Prior | None = None,
 ) -> Sample | tuple[Sample, Int[Array, ""]]:
     """The probability-flow ODE ``dx/dt = u(x, t)`` from t_max to t_min solved by diffrax.
 
@@ -256,6 +268,7 @@ def flow_ode(
         rtol, atol: tolerances of the controller.
         max_steps: diffrax's step budget (static); exceeding it raises at run time.
         return_steps: also return the number of accepted steps (static).
+        prior: the noise the network was trained from (static; default N(0, I)).
         Others: as in `ddim`.
     Returns:
         Samples of `shape` (and the accepted step count).
@@ -264,7 +277,7 @@ def flow_ode(
         raise ValueError(f"solver must be one of {sorted(_SOLVERS)}, got {solver!r}")
     velocity = _velocity(apply_fn, params, cond, schedule, kind, sigma_data)
     t_max, t_min = jnp.asarray(t_max, dtype), jnp.asarray(t_min, dtype)
-    x = _initial(key, shape, dtype, schedule.sigma(t_max))
+    x = _initial(key, shape, dtype, schedule.sigma(t_max), prior)
     controller = (
         diffrax.PIDController(rtol=rtol, atol=atol) if adaptive else diffrax.ConstantStepSize()
     )

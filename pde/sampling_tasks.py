@@ -12,31 +12,43 @@ on a one-channel sample unchanged. The formulas and parameter samplers are
   phi) and the conservation ``int u(t, x) dx = 0``.
 - `PorousMediumTask`: ``u = (m relu(t - x))^(1/m)``; the BC ``u(t, 0) = (m t)^(1/m)`` fixes m,
   the IC is ``u(0, x) = 0``, and the mass ``int u(t, x) dx`` (trapezoid rule on the grid).
+- `StefanTask`: the one-phase Stefan solution (`sciml.pde.analytic.stefan_solution`), a moving
+  front ``s(t) = 2 lambda(p*) sqrt(t)``, p* ~ U[0.55, 0.7]; IC ``u(0, x) = 1{x = 0}`` and the
+  Dirichlet BC ``u(t, 0) = 1``, ``u(t, 1) = 0`` (the front stays inside), the same for every p*.
+- `DarcyTask` (not time-major: fields (batch, n, n, 1) on the unit square): Darcy solutions
+  (`sciml.pde.darcy.DarcyDataset`, the FNO recipe), scaled, plus a random constant offset
+  ``u = scale u0 + c``, c ~ U[-2, 2] (ECI's data); the boundary values ``u = c`` fix c.
 
 The sample metrics (`mmse`, `smse`, `constraint_error`) are in `sciml.metrics`.
 """
 
 import dataclasses
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Float, PRNGKeyArray
 
 from sciml.constraints import (
     LinearConstraint,
+    boundary_value_constraint,
     conservation_constraint,
     initial_value_constraint,
     slice_constraint,
     trapezoid_weights,
+    value_constraint,
 )
 from sciml.pde.analytic import (
     HeatModeDataset,
     PorousMediumWaveDataset,
+    StefanDataset,
     StokesDataset,
     heat_mode,
     porous_medium_wave,
+    stefan_front_coefficient,
     stokes_second_problem,
 )
+from sciml.pde.darcy import DarcyDataset
 
 Fields = Float[np.ndarray, "b t x 1"]
 
@@ -204,3 +216,130 @@ class PorousMediumTask:
         weights = trapezoid_weights(x)
         totals = porous_medium_wave(t[:, None], x[None, :], m) @ jnp.asarray(weights)
         return conservation_constraint(weights, totals[first_time:], first_time=first_time)
+
+
+@dataclasses.dataclass(frozen=True)
+class StefanTask:
+    """The one-phase Stefan problem on an n_t x n_x grid of [0, t_final] x [0, 1].
+
+    ``u = 1 - (1 - p*) erf(x / (2 sqrt t)) / erf(lambda)`` behind the front
+    ``x <= s(t) = 2 lambda sqrt(t)``, 0 ahead of it (`sciml.pde.analytic.stefan_solution`).
+
+    Attributes:
+        n_t, n_x: grid points.
+        p_star_range: the uniform range of p*, the value at the front (ECI / ProbConserv: 0.55-0.7).
+        t_final: final time (the front must stay inside x < 1 up to it).
+    """
+
+    n_t: int = 100
+    n_x: int = 100
+    p_star_range: tuple[float, float] = (0.55, 0.7)
+    t_final: float = 0.1
+
+    def __post_init__(self):
+        if not 0 < self.p_star_range[0] <= self.p_star_range[1] < 1:
+            raise ValueError(f"p_star_range must lie in (0, 1), got {self.p_star_range}")
+        if self.front(self.t_final, self.p_star_range[0]) >= 1:
+            raise ValueError(
+                f"the front of p* = {self.p_star_range[0]} reaches x = 1 before t_final ="
+                f" {self.t_final}: lower t_final (the BC u(t, 1) = 0 would not hold)"
+            )
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(n_t, n_x)."""
+        return (self.n_t, self.n_x)
+
+    def _dataset(self, p_star: float | None = None) -> StefanDataset:
+        return StefanDataset(
+            n_t=self.n_t,
+            n_x=self.n_x,
+            p_star_range=_fixed(p_star, self.p_star_range),
+            t_final=self.t_final,
+        )
+
+    def grid(self) -> tuple[np.ndarray, np.ndarray]:
+        """(t (n_t,), x (n_x,))."""
+        return self._dataset().grid()
+
+    @staticmethod
+    def front(t: float | np.ndarray, p_star: float) -> np.ndarray:
+        """The front position ``s(t) = 2 lambda(p*) sqrt(t)``, t's shape (0-d for a float)."""
+        return np.asarray(2 * np.asarray(stefan_front_coefficient(p_star)) * np.sqrt(t))
+
+    def sample(self, key: PRNGKeyArray, n: int, *, p_star: float | None = None) -> Fields:
+        """n fields (n, n_t, n_x, 1), float32; `p_star` given fixes it."""
+        return _fields(self._dataset(p_star), key, n)
+
+    def ic_constraint(self) -> LinearConstraint:
+        """``u(0, x) = 1{x = 0}`` (``u(0, 0) = 1`` as in ProbConserv): n_x rows."""
+        _, x = self.grid()
+        return initial_value_constraint(self.shape, (x == 0).astype(float))
+
+    def bc_constraint(self, first_time: int = 0) -> LinearConstraint:
+        """``u(t, 0) = 1``, ``u(t, 1) = 0`` at times ``first_time..`` (1 to stack with the IC)."""
+        return boundary_value_constraint(self.shape, left=1.0, right=0.0, first_time=first_time)
+
+
+@dataclasses.dataclass(frozen=True)
+class DarcyTask:
+    """Darcy flow with a random boundary offset: ``u = scale u0 + c`` on n x n nodes of [0, 1]^2.
+
+    u0 solves ``-div(a grad u0) = forcing``, ``u0 = 0`` on the boundary, for the FNO-recipe
+    coefficient a (`sciml.pde.darcy.DarcyDataset`, solved on this grid); ECI scales by 100 (u0 is
+    of order 0.01) and draws c ~ U[-2, 2]. Fields are (b, n_x, n_y, 1).
+
+    Attributes:
+        n: nodes per side (boundary included).
+        offset_range: the uniform range of c.
+        scale: the factor on u0.
+        tau, alpha, high, low, forcing: `DarcyDataset`'s coefficient and right-hand side.
+    """
+
+    n: int = 33
+    offset_range: tuple[float, float] = (-2.0, 2.0)
+    scale: float = 100.0
+    tau: float = 3.0
+    alpha: float = 2.0
+    high: float = 12.0
+    low: float = 3.0
+    forcing: float = 1.0
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(n, n)."""
+        return (self.n, self.n)
+
+    def grid(self) -> tuple[np.ndarray, np.ndarray]:
+        """(x (n,), y (n,))."""
+        return np.linspace(0.0, 1.0, self.n), np.linspace(0.0, 1.0, self.n)
+
+    def sample_with_parameters(
+        self, key: PRNGKeyArray, n: int, *, offset: float | None = None
+    ) -> tuple[Fields, Float[np.ndarray, "b 1"]]:
+        """n fields (n, n, n, 1), float32, and their offsets c (n, 1); `offset` given fixes c."""
+        key_solve, key_offset = jax.random.split(key)
+        dataset = DarcyDataset(
+            resolution=self.n,
+            n_solve=self.n,
+            tau=self.tau,
+            alpha=self.alpha,
+            high=self.high,
+            low=self.low,
+            forcing=self.forcing,
+        )
+        u0 = dataset.generate(key_solve, n).fields["u"][:, 0]
+        low, high = _fixed(offset, self.offset_range)
+        c = np.asarray(jax.random.uniform(key_offset, (n, 1), minval=low, maxval=high))
+        fields = self.scale * u0 + c[:, :, None]
+        return fields[..., None].astype(np.float32), c
+
+    def sample(self, key: PRNGKeyArray, n: int, *, offset: float | None = None) -> Fields:
+        """n fields (n, n, n, 1), float32; `offset` given fixes c."""
+        return self.sample_with_parameters(key, n, offset=offset)[0]
+
+    def boundary_constraint(self, offset: float) -> LinearConstraint:
+        """``u = offset`` on the 4 (n - 1) boundary nodes."""
+        edge = np.ones(self.shape, bool)
+        edge[1:-1, 1:-1] = False
+        return value_constraint(edge, offset)

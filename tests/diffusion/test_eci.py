@@ -23,7 +23,13 @@ from sciml.diffusion import (
     pcfm_sample,
 )
 from sciml.metrics import constraint_error, mmse, smse
-from sciml.pde.sampling_tasks import HeatTask, PorousMediumTask, StokesTask
+from sciml.pde.sampling_tasks import (
+    DarcyTask,
+    HeatTask,
+    PorousMediumTask,
+    StefanTask,
+    StokesTask,
+)
 
 # (time, space); samples are (batch, 5, 5, 1). Square, so that every single constraint below has
 # 5 rows: one compiled sampler serves them all (a test-time saving, nothing more).
@@ -54,6 +60,13 @@ def _cases() -> dict:
 
 
 CASES = _cases()
+# The tasks' own constraints, value-fixing like "mask" (Stefan's IC has 5 rows; its BC 10,
+# Darcy's boundary 16): checked by ECI only.
+TASK_CASES = {
+    "stefan ic": StefanTask(*GRID).ic_constraint(),
+    "stefan bc": StefanTask(*GRID).bc_constraint(),
+    "darcy boundary": DarcyTask(n=GRID[0]).boundary_constraint(0.7),
+}
 
 
 def _projection(case):
@@ -93,9 +106,9 @@ MODEL = VelocityFNO(
 PARAMS = jax.jit(MODEL.init)(key(1), jnp.zeros(BATCH), jnp.zeros(BATCH[0]))
 
 
-@pytest.mark.parametrize("name", list(CASES))
+@pytest.mark.parametrize("name", list(CASES) + list(TASK_CASES))
 def test_eci_is_exact_with_an_untrained_network(name):
-    project, constraint = _projection(CASES[name])
+    project, constraint = _projection({**CASES, **TASK_CASES}[name])
     x = eci_sample(
         MODEL.apply,
         PARAMS,
@@ -270,6 +283,37 @@ def test_task_ground_truth_satisfies_its_constraints():
     # Fixing k leaves w free: the IC-conditioned samples differ after t = 0.
     ic_set = stokes.sample(key(8), 4, k=5.0)
     assert np.ptp(ic_set[:, 0], axis=0).max() < 1e-6 and np.ptp(ic_set[:, -1], axis=0).max() > 0.1
+
+
+def test_stefan_task_has_its_boundary_values_and_front():
+    task = StefanTask(n_t=6, n_x=40)
+    t, x = task.grid()
+    for fields in (task.sample(key(12), 3), task.sample(key(12), 3, p_star=0.6)):
+        assert fields.shape == (3, 6, 40, 1)
+        for constraint in (task.ic_constraint(), task.bc_constraint()):
+            assert float(constraint_error(fields, constraint)) == 0.0  # exact 1s and 0s
+    # The conducting region u > 0 is exactly x <= s(t) = 2 lambda sqrt(t) (t > 0), where
+    # u >= p*: the front is where u drops from p* to 0.
+    u = task.sample(key(12), 3, p_star=0.6)[..., 0]
+    behind = x[None, :] <= task.front(t[1:, None], 0.6)
+    np.testing.assert_array_equal(u[:, 1:] > 0, np.broadcast_to(behind, u[:, 1:].shape))
+    assert u[:, 1:][:, behind].min() >= 0.6 - 1e-6
+    with pytest.raises(ValueError, match="reaches x = 1"):
+        StefanTask(t_final=5.0)
+    with pytest.raises(ValueError, match="p_star_range"):
+        StefanTask(p_star_range=(0.5, 1.5))
+
+
+def test_darcy_task_boundary_is_the_offset():
+    task = DarcyTask(n=9)
+    fields, offsets = task.sample_with_parameters(key(13), 3)
+    assert fields.shape == (3, 9, 9, 1) and offsets.shape == (3, 1)
+    assert np.all((offsets >= -2) & (offsets <= 2)) and np.ptp(offsets) > 0
+    for u, c in zip(fields, offsets[:, 0]):
+        assert float(constraint_error(u[None], task.boundary_constraint(float(c)))) < 1e-12
+        assert u[1:-1, 1:-1].min() > c  # u0 > 0 inside: the maximum principle (forcing > 0)
+    fixed = task.sample(key(13), 3, offset=1.0)  # 3 again: one compiled solver
+    assert float(constraint_error(fixed, task.boundary_constraint(1.0))) < 1e-12
 
 
 def test_sample_metrics():

@@ -10,6 +10,7 @@ import numpy as np
 import optax
 import pytest
 
+from sciml import constraints as C
 from sciml.diffusion import (
     FlowMatching,
     GaussianProcess,
@@ -23,6 +24,8 @@ from sciml.diffusion import (
     ffm_train_step,
     flow_euler,
     flow_matching_loss,
+    observed_condition,
+    selection_observation,
 )
 from sciml.train import TrainState
 from tests.diffusion import gaussian_model
@@ -161,3 +164,63 @@ def test_samplers_follow_the_exact_flow_and_are_deterministic():
         apply_fn, params, None, key=key(5), shape=shape, prior=WhiteNoise(), n_steps=8
     )
     np.testing.assert_array_equal(ours, again)
+
+
+def test_core_flow_samplers_start_from_the_given_prior():
+    # With zero velocity the sample is the initial noise: sigma(1) prior.sample(key) = the draw.
+    prior = UniformNoise(low=2.0, high=3.0)
+    zero = lambda params, x, t, cond: jnp.zeros_like(x)  # noqa: E731
+    x = flow_euler(
+        zero,
+        None,
+        None,
+        key=key(6),
+        shape=(2, 3, 1),
+        schedule=FlowMatching(),
+        n_steps=2,
+        prior=prior,
+    )
+    np.testing.assert_array_equal(x, prior.sample(key(6), (2, 3, 1)))
+
+
+# --- conditional FFM ----------------------------------------------------------------------------
+
+
+def test_conditional_inputs_from_a_value_constraint():
+    grid = (4, 5)
+    u = np.arange(20.0).reshape(grid)
+    ic = C.initial_value_constraint(grid, u[0])
+    bc = C.slice_constraint(grid, np.s_[1:, 0], u[1:, 0])  # stacked with the IC: no overlap
+    values, mask = selection_observation(C.stack_constraints(ic, bc), grid)
+    expected = np.zeros(grid, bool)
+    expected[0], expected[:, 0] = True, True
+    np.testing.assert_array_equal(mask, expected)
+    np.testing.assert_array_equal(values, np.where(expected, u, 0.0))
+    # Training conditions the data on its own entries; sampling on the constraint's values.
+    batch = jnp.stack([jnp.asarray(u), -jnp.asarray(u)])[..., None]
+    cond = observed_condition(batch, mask[None, ..., None])
+    assert cond.shape == (2, 4, 5, 2)
+    np.testing.assert_array_equal(cond[0], np.stack([values, expected], -1))
+    np.testing.assert_array_equal(cond[1, ..., 0], -values)
+    per_sample = observed_condition(batch, jnp.stack([mask, ~mask])[..., None])
+    np.testing.assert_array_equal(per_sample[1, ..., 1], ~expected)
+    for bad in (
+        C.periodic_constraint(grid, axis=-1),
+        C.conservation_constraint(np.ones(5), u[:, 0]),
+    ):
+        with pytest.raises(ValueError, match="fix entries"):
+            selection_observation(bad, grid)
+    with pytest.raises(ValueError, match="unknowns"):
+        selection_observation(ic, (5, 5))
+
+
+def test_conditional_checkpoint_metadata_rebuilds_the_model():
+    from sciml.diffusion import ffm_checkpoint_metadata
+    from sciml.pretrained import example_inputs
+
+    meta = ffm_checkpoint_metadata(MODEL, WhiteNoise(), {}, (6, 4), cond_channels=2)
+    x, t, cond = example_inputs(meta)
+    assert x.shape == (1, 6, 4, 1) and t.shape == (1,) and cond.shape == (1, 6, 4, 2)
+    params = jax.eval_shape(MODEL.init, key(0), x, t, cond)
+    out = jax.eval_shape(MODEL.apply, params, x, t, cond)
+    assert out.shape == x.shape
