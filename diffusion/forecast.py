@@ -191,6 +191,7 @@ def sample_report(
     n_members: int = 8,
     n_steps: int = 2,
     viscosity: float | None = None,
+    ddim_options: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Draw one-step forecast ensembles from a trained FLEX on fresh data, score and plot them.
 
@@ -199,7 +200,8 @@ def sample_report(
     history per trajectory) and writes to `out_dir` (`write_sample_report`): samples.npz
     (truth, base = persistence, members (m, b, n, n, 1) in physical units), ensemble_<i>.png,
     spectra.png, pull.png and report.json (metrics of persistence and of the ensemble in
-    normalised units, as `evaluate_forecast`).
+    normalised units, as `evaluate_forecast`). `ddim_options`: further `ddim` keywords
+    (``eta``, ``t_min``, ``denoise_last``), default FLEX's deterministic DDIM.
     """
     task = task_from_metadata(meta)
     nu = task.test_viscosities[0] if viscosity is None else float(viscosity)
@@ -210,7 +212,14 @@ def sample_report(
     cond = conditioning(past, np.full((len(truth),), nu), task)
     residual = residual_model(task)
     samples = sample_ensemble(
-        model, params, cond, k_sample, residual=residual, n_steps=n_steps, n_members=n_members
+        model,
+        params,
+        cond,
+        k_sample,
+        residual=residual,
+        n_steps=n_steps,
+        n_members=n_members,
+        ddim_options=ddim_options,
     )
     base = np.asarray(residual.base_fn(cond))
     samples = np.asarray(samples)
@@ -223,6 +232,7 @@ def sample_report(
         samples,
         scale=scale,
         n_steps=n_steps,
+        ddim_options=ddim_options,
         band={"k_min": 0, "k_max": task.n // 3},
         baseline="persistence",
         title=f"nu = {nu:g}, forecast {task.spacing:g} ahead, FLEX {n_steps} DDIM steps",

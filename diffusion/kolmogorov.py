@@ -298,8 +298,13 @@ def sample_ensemble(
     n_steps: int,
     n_members: int = 1,
     schedule: CosineVP = CosineVP(),  # noqa: B008 (frozen)
+    ddim_options: Mapping[str, Any] | None = None,
 ) -> Float[Array, "m b x y c"]:
-    """`n_members` DDIM (eta = 0) samples per condition, base + sampled residual."""
+    """`n_members` DDIM samples per condition, base + sampled residual.
+
+    `ddim_options` are further `ddim` keywords (``eta``, ``t_min``, ``denoise_last``); none:
+    FLEX's deterministic DDIM (eta = 0) ending on the last call's denoised estimate.
+    """
     return ensemble(
         residual.sample,
         key,
@@ -310,6 +315,7 @@ def sample_ensemble(
         cond,
         schedule=schedule,
         n_steps=n_steps,
+        **(ddim_options or {}),
     )
 
 
@@ -409,11 +415,13 @@ def write_sample_report(
     band: Mapping[str, int],
     title: str,
     spectra_title: str,
+    ddim_options: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Score a sampled ensemble against `truth` and its `baseline` (`base`) over the spectral
     `band` (normalised units), and write to `out_dir`: samples.npz (truth, base, members
     (m, b, n, n, 1) in physical units, viscosity), ensemble_<i>.png for the first 3 conditions,
-    spectra.png, pull.png (with more than one member) and report.json, which it returns."""
+    spectra.png, pull.png (with more than one member) and report.json, which it returns
+    (`ddim_options`, the sampler's extra keywords, are recorded in it)."""
     report = {
         "task": task.kind,
         "baseline": baseline,
@@ -422,6 +430,7 @@ def write_sample_report(
         "n_conditions": len(truth),
         "n_members": len(samples),
         "n_steps": n_steps,
+        "ddim_options": dict(ddim_options or {}),
         "metrics": {
             baseline: deterministic_metrics(base, truth, **band),
             f"flex_{n_steps}": ensemble_metrics(samples, truth, **band),

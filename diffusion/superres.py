@@ -193,6 +193,7 @@ def sample_report(
     n_members: int = 8,
     n_steps: int = 2,
     viscosity: float | None = None,
+    ddim_options: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Draw super-resolution ensembles from a trained FLEX on fresh data, score and plot them.
 
@@ -201,7 +202,8 @@ def sample_report(
     snapshot and writes to `out_dir`: samples.npz (truth, base, members (m, b, n, n, 1), in the
     data's physical units), ensemble_<i>.png for the first snapshots (truth, bicubic base,
     members, mean, std map), spectra.png, pull.png and report.json (metrics of the bicubic base
-    and of the ensemble in normalised units, as `evaluate_superres`).
+    and of the ensemble in normalised units, as `evaluate_superres`). `ddim_options`: further
+    `ddim` keywords (``eta``, ``t_min``, ``denoise_last``), default FLEX's deterministic DDIM.
     """
     task = task_from_metadata(meta)
     nu = task.test_viscosities[0] if viscosity is None else float(viscosity)
@@ -211,7 +213,14 @@ def sample_report(
     cond = conditioning(truth, np.full((len(truth),), nu), task)
     residual = residual_model(task)
     samples = sample_superres(
-        model, params, cond, k_sample, residual=residual, n_steps=n_steps, n_members=n_members
+        model,
+        params,
+        cond,
+        k_sample,
+        residual=residual,
+        n_steps=n_steps,
+        n_members=n_members,
+        ddim_options=ddim_options,
     )
     base = np.asarray(residual.base_fn(cond))
     samples = np.asarray(samples)
@@ -224,6 +233,7 @@ def sample_report(
         samples,
         scale=scale,
         n_steps=n_steps,
+        ddim_options=ddim_options,
         band={"k_min": task.k_cut, "k_max": task.n // 3},
         baseline="bicubic",
         title=f"nu = {nu:g}, FLEX {n_steps} DDIM steps",

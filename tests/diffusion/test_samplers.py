@@ -110,3 +110,64 @@ def test_heun_uses_two_n_minus_one_network_calls():
     )
     jax.effects_barrier()
     assert len(calls) == 2 * 6 - 1
+
+
+def _ddim_gaussian_moments(schedule, n_steps, eta, t_min, denoise_last, t_max=1.0):
+    """Exact mean and std of `ddim` driven by the exact denoiser of ``N(M, S^2)``.
+
+    Every step is affine in x plus independent noise, ``x' = A x + B + c z`` (x0_hat and eps_hat
+    are affine in x), so the mean and variance follow ``mu' = A mu + B``, ``v' = A^2 v + c^2``
+    from the prior ``N(0, sigma(t_max)^2)``, in float64.
+    """
+    ts = np.linspace(t_max, t_min, n_steps + 1)
+    alphas = np.asarray(schedule.alpha(ts), np.float64)
+    sigmas = np.asarray(schedule.sigma(ts), np.float64)
+    mu, var = 0.0, sigmas[0] ** 2
+    for i in range(n_steps):
+        a_t, s_t = alphas[i], sigmas[i]
+        g = a_t * S**2 / (a_t**2 * S**2 + s_t**2)  # x0_hat = M + g (x - a_t M)
+        x0_a, x0_b = g, M - g * a_t * M
+        eps_a, eps_b = (1 - a_t * x0_a) / s_t, -a_t * x0_b / s_t
+        if denoise_last and i == n_steps - 1:
+            a_s, s_s = 1.0, 0.0
+        else:
+            a_s, s_s = alphas[i + 1], sigmas[i + 1]
+        c = eta * s_s / s_t * np.sqrt(max(s_t**2 - (a_t / a_s) ** 2 * s_s**2, 0.0))
+        d = np.sqrt(max(s_s**2 - c**2, 0.0))
+        coef, shift = a_s * x0_a + d * eps_a, a_s * x0_b + d * eps_b
+        mu, var = coef * mu + shift, coef**2 * var + c**2
+    if not denoise_last:
+        mu, var = mu / alphas[-1], var / alphas[-1] ** 2
+    return mu, np.sqrt(var)
+
+
+def test_two_step_ddim_shrinks_towards_the_mean_and_a_noisy_end_restores_the_spread():
+    """FLEX's 2-call DDIM with the exact denoiser: the first call at t = 1 sees no data
+    (alpha(1) ~ 5e-5), so the output is the posterior mean at t = 1/2, std 0.2 for S = 0.5,
+    with or without eta; ending on the noisy x_{t_min} / alpha(t_min) instead adds spread.
+    Draws against the exact moments (`_ddim_gaussian_moments`; 4 standard errors, no bias)."""
+    schedule = CosineVP()
+    model = gaussian_model(schedule, "v")
+    # Many ancestral steps ending noisy: data plus N(0, (sigma / alpha)^2) (a check of the
+    # moments' semantics; the exact recursion, no sampling).
+    a, s = float(schedule.alpha(0.3)), float(schedule.sigma(0.3))
+    mu, std = _ddim_gaussian_moments(schedule, 1024, 1.0, 0.3, False)
+    assert abs(mu - M) < 1e-3 and abs(std - np.hypot(S, s / a)) < 2e-3
+    assert _ddim_gaussian_moments(schedule, 2, 0.0, 0.0, True)[1] < 0.41 * S
+    for eta, t_min, denoise_last in [(0.0, 0.0, True), (1.0, 0.15, False)]:
+        options = {"eta": eta, "t_min": t_min, "denoise_last": denoise_last}
+        x = ddim(
+            model,
+            PARAMS,
+            None,
+            key=jax.random.key(3),
+            shape=(N, 1),
+            schedule=schedule,
+            n_steps=2,
+            kind="v",
+            **options,
+        )
+        mu, std = _ddim_gaussian_moments(schedule, 2, eta, t_min, denoise_last)
+        x = np.asarray(x, np.float64)
+        assert abs(x.mean() - mu) < 4 * std / np.sqrt(N), (options, x.mean(), mu)
+        assert abs(x.std() - std) < 4 * std / np.sqrt(2 * N), (options, x.std(), std)

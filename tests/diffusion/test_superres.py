@@ -114,7 +114,8 @@ def test_sample_cli_draws_scored_ensembles_from_a_flex_checkpoint(tmp_path, init
 
     out = tmp_path / "samples"
     argv = ["sample", str(tmp_path / "ckpt"), "--n", "1", "--members", "4", "--out", str(out)]
-    assert cli.main(argv) == 0
+    # The stochastic DDIM options reach the sampler (the default one is run by the test above).
+    assert cli.main([*argv, "--eta", "1", "--t-min", "0.15", "--noisy-end"]) == 0
     data = np.load(out / "samples.npz")
     assert data["members"].shape == (4, 2, task.n, task.n, 1)
     assert data["truth"].shape == data["base"].shape == (2, task.n, task.n, 1)
@@ -124,6 +125,8 @@ def test_sample_cli_draws_scored_ensembles_from_a_flex_checkpoint(tmp_path, init
     np.testing.assert_allclose(data["base"][:, ::4, ::4], data["truth"][:, ::4, ::4], atol=1e-4)
     report = json.loads((out / "report.json").read_text())
     assert report["held_out"] and np.isfinite(report["metrics"]["flex_2"]["crps"])
+    assert report["ddim_options"] == {"eta": 1.0, "t_min": 0.15, "denoise_last": False}
     for name in ("ensemble_0.png", "ensemble_1.png", "spectra.png", "pull.png"):
         assert (out / name).stat().st_size > 0
     assert cli.main(["sample", str(tmp_path / "ckpt"), "--members", "1", "--out", str(out)]) == 2
+    assert cli.main([*argv, "--noisy-end"]) == 2  # a noisy end needs --t-min > 0
