@@ -4,7 +4,8 @@
    (time x y) grid of [0, 1]^2, k ~ U[2, 20], w ~ U[2, 8] (`sciml.pde.sampling_tasks.StokesTask`,
    the default); the one-phase Stefan problem with p* ~ U[0.55, 0.7] on [0, 0.1] x [0, 1]
    (`StefanTask`); Darcy flow plus a random boundary offset c ~ U[-2, 2] on n x n nodes
-   (`DarcyTask`).
+   (`DarcyTask`); heat ``sin(x + phi) exp(-nu t)`` (`HeatTask`); the porous medium wave
+   ``(m relu(t - x))^(1/m)``, m ~ U[1, 6] (`PorousMediumTask`).
 2. Prior: functional flow matching with white noise (ECI's Matern-1/2 GP of length-scale 0.001
    is white to within exp(-21) at this grid spacing) and a `VelocityFNO`, trained on CPU for a
    few minutes (the paper: 20k iterations at batch 256 on a GPU). The conditional-FFM baseline
@@ -16,7 +17,10 @@
    conditional FFM given the constraint's values (plain Euler: nothing enforces them, so its CE
    is not zero). Constraints: Stokes the initial condition of k = 5 and the wall boundary
    ``u(t, 0) = 2 cos(6 t)``; Stefan the IC ``u(0, x) = 1{x = 0}`` and the Dirichlet BC
-   ``u(t, 0) = 1``, ``u(t, 1) = 0`` (both hold for every p*); Darcy the boundary value c = 1.
+   ``u(t, 0) = 1``, ``u(t, 1) = 0`` (both hold for every p*); Darcy the boundary value c = 1;
+   heat the IC of phi = 1 and the conservation of the (zero) mass at every time; the porous
+   medium the BC ``u(t, 0) = (3 t)^(1/3)`` and the mass of m = 3 at every t > 0. The conditional
+   FFM observes fixed values only: it has no row for the integral constraints.
    ECI runs n_mix 1 with the noise resampled every 5 iterations (the paper's Stokes BC setting),
    except the Stokes IC: the paper's setting (n_mix 5, one fixed noise) is run too, but with this
    few-minute prior it diverges: the extrapolation ``x - t v(x, t)`` of this network has a gain
@@ -24,7 +28,8 @@
    repeated mixing at one t amplifies errors. The IC row "ECI" uses n_mix 1 with the noise
    resampled every 2 iterations (``--ic-mix``, ``--ic-resample``). Metrics against
    ground-truth samples satisfying the same constraint (Stokes: k = 5, w ~ U[2, 8]; w = 6,
-   k ~ U[2, 20]; Darcy: c = 1; Stefan: all of the family): MMSE / SMSE (errors of the pixelwise
+   k ~ U[2, 20]; Darcy: c = 1; Stefan: all of the family; heat: phi = 1,
+   all for the conservation; porous medium: m = 3): MMSE / SMSE (errors of the pixelwise
    mean / std), CE (mean squared constraint residual) and, for Stokes, FD, the Fréchet distance
    of the features of a network of our own trained to regress (k, w)
    (`sciml.diffusion.features`); the "prior" row compares the unconstrained samples with
@@ -36,7 +41,7 @@ sciml checkpoints under ``--run-dir``/checkpoints and ``--run-dir``/conditional/
 (loadable by `sciml.pretrained.load`; the shipped ``ffm_stokes`` is the first, made this way) and
 reuses them on the next run unless ``--retrain``.
 
-Usage: python scripts/eci_stokes.py [--task stokes|stefan|darcy] [--n 48] [--steps 1200]
+Usage: python scripts/eci_stokes.py [--task stokes|stefan|darcy|heat|pme] [--n 48] [--steps 1200]
        [--n-samples 64] [--retrain]
 """
 
@@ -73,7 +78,13 @@ from sciml.diffusion import (
 )
 from sciml.diffusion.features import feature_distance, train_feature_network
 from sciml.metrics import constraint_error, mmse, smse
-from sciml.pde.sampling_tasks import DarcyTask, StefanTask, StokesTask
+from sciml.pde.sampling_tasks import (
+    DarcyTask,
+    HeatTask,
+    PorousMediumTask,
+    StefanTask,
+    StokesTask,
+)
 from sciml.train import Checkpointer, TrainState
 from sciml.train.checkpoint import steps_in
 
@@ -96,6 +107,14 @@ class Case:
     constraint: LinearConstraint
     truth: np.ndarray
     eci: dict[str, tuple[int, int | None]]
+
+
+def _observation(constraint: LinearConstraint, grid: tuple[int, ...]):
+    """(values, mask) of a value-fixing constraint for the conditional FFM, else None."""
+    try:
+        return selection_observation(constraint, grid)
+    except ValueError:
+        return None
 
 
 def _study(args, keys) -> tuple[Any, list[Case], np.ndarray]:
@@ -124,6 +143,32 @@ def _study(args, keys) -> tuple[Any, list[Case], np.ndarray]:
             Case("BC", task.bc_constraint(), truth, bc_setting),
         ]
         return task, cases, truth
+    if args.task == "heat":
+        task = HeatTask(n_t=args.n, n_x=args.n)
+        cases = [
+            Case(
+                "IC",
+                task.ic_constraint(1.0),
+                task.sample(keys[0], args.n_truth, phi=1.0),
+                bc_setting,
+            ),
+            # The mass (zero) is the same for every member of the family.
+            Case(
+                "conservation",
+                task.conservation_constraint(),
+                task.sample(keys[1], args.n_truth),
+                bc_setting,
+            ),
+        ]
+        return task, cases, task.sample(keys[3], args.n_truth)
+    if args.task == "pme":
+        task = PorousMediumTask(n_t=args.n, n_x=args.n)
+        truth = task.sample(keys[0], args.n_truth, m=3.0)
+        cases = [
+            Case("BC", task.bc_constraint(3.0), truth, bc_setting),
+            Case("mass", task.mass_constraint(3.0, first_time=1), truth, bc_setting),
+        ]
+        return task, cases, task.sample(keys[3], args.n_truth)
     task = DarcyTask(n=args.n)
     truth = task.sample(keys[0], args.n_truth, offset=1.0)
     cases = [Case("boundary", task.boundary_constraint(1.0), truth, bc_setting)]
@@ -217,7 +262,9 @@ def _timed(name: str, fn, *args, **kwargs):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--task", choices=("stokes", "stefan", "darcy"), default="stokes")
+    parser.add_argument(
+        "--task", choices=("stokes", "stefan", "darcy", "heat", "pme"), default="stokes"
+    )
     parser.add_argument("--n", type=int, default=48, help="grid points per axis")
     parser.add_argument("--n-train", type=int, default=4096)
     parser.add_argument("--steps", type=int, default=1200)
@@ -257,7 +304,7 @@ def main() -> None:
         projection_width=64,
         padding=args.padding,
     )
-    observations = [selection_observation(case.constraint, task.shape) for case in cases]
+    observations = [_observation(case.constraint, task.shape) for case in cases]
 
     @functools.cache
     def load_data() -> jax.Array:  # the training fields, made only when a prior is trained
@@ -266,7 +313,7 @@ def main() -> None:
         )
 
     params = _load_or_train(args, task, load_data, model, prior)
-    masks = jnp.asarray(np.stack([mask for _, mask in observations]))
+    masks = jnp.asarray(np.stack([o[1] for o in observations if o is not None]))
     cond_params = _load_or_train(args, task, load_data, model, prior, masks)
 
     shape = (args.n_samples, *task.shape, 1)
@@ -301,7 +348,7 @@ def main() -> None:
         )
 
     row("prior", "unconstrained", free, prior_truth, None, n_steps)
-    for case, (values, mask) in zip(cases, observations, strict=True):
+    for case, observation in zip(cases, observations, strict=True):
         c, truth = case.constraint, case.truth
         row(case.name, "unconstrained", free, truth, c, n_steps)
         for label, (n_mix, every) in case.eci.items():
@@ -329,6 +376,9 @@ def main() -> None:
             **common,
         )
         row(case.name, "guidance", guided, truth, c, n_steps, {"eta": args.eta})
+        if observation is None:  # an integral: nothing for the conditional model to observe
+            continue
+        values, mask = observation
         cond = observed_condition(
             jnp.broadcast_to(values[None, ..., None], shape), mask[None, ..., None]
         )

@@ -1,11 +1,17 @@
 """Test set-up: 8 simulated CPU devices and strict JAX flags, fixed before JAX is imported."""
 
 import os
+import tempfile
 
 os.environ["XLA_FLAGS"] = (
     os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
 )
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# One persistent compilation cache for the session and the CLI processes its tests start
+# (they inherit the environment): the same programs (a tiny model trained by several tests and
+# processes, closures rebuilt per call) compile once. A fresh directory per session.
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", tempfile.mkdtemp(prefix="sciml-test-jax-"))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")
 
 from pathlib import Path  # noqa: E402
 
