@@ -110,7 +110,8 @@ def test_coverage_of_a_calibrated_gaussian_is_nominal():
     assert np.isclose(float(out["crps"]), 0.3 / np.sqrt(np.pi), rtol=0.01)
 
 
-def test_probharde2e_trains_end_to_end(tiny_config):
+@pytest.mark.parametrize("constraint", ["mass", "mass_energy"])
+def test_probharde2e_trains_end_to_end(tiny_config, constraint):
     from sciml.experiment import predict_split, train
 
     overrides = [
@@ -119,12 +120,16 @@ def test_probharde2e_trains_end_to_end(tiny_config):
         " n_layers: 2, projection_width: 16}}",
         "train.loss=crps",
         "train.projection=dppl",
+        f"train.constraint={constraint}",
         "train.steps=6",
     ]
-    run_dir = train(config.load(tiny_config, overrides))
+    run_dir = train(config.load(tiny_config, overrides))  # on the 8-device data mesh
     report = json.loads((run_dir / "report.json").read_text())
     rows = report["probabilistic"]
-    assert set(rows) == {"none", "dppl", "probconserv"}
+    # ProbConserv's soft update is linear only; Newton stops at 100 float32 eps for mass_energy.
+    assert set(rows) == (
+        {"none", "dppl", "probconserv"} if constraint == "mass" else {"none", "dppl"}
+    )
     assert rows["dppl"]["constraint_error"] < 1e-5 < rows["none"]["constraint_error"]
     assert np.isfinite(report["metrics"]["rel_l2"])
     # Point predictions (validation, best-checkpoint choice, the report's metrics) are the mean
