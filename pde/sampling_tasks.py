@@ -285,25 +285,19 @@ class StefanTask:
 class DarcyTask:
     """Darcy flow with a random boundary offset: ``u = scale u0 + c`` on n x n nodes of [0, 1]^2.
 
-    u0 solves ``-div(a grad u0) = forcing``, ``u0 = 0`` on the boundary, for the FNO-recipe
-    coefficient a (`sciml.pde.darcy.DarcyDataset`, solved on this grid); ECI scales by 100 (u0 is
-    of order 0.01) and draws c ~ U[-2, 2]. Fields are (b, n_x, n_y, 1).
+    u0 solves ``-div(a grad u0) = 1``, ``u0 = 0`` on the boundary, for the FNO-recipe
+    coefficient a (`sciml.pde.darcy.DarcyDataset` with its defaults, solved on this grid); ECI
+    scales by 100 (u0 is of order 0.01) and draws c ~ U[-2, 2]. Fields are (b, n_x, n_y, 1).
 
     Attributes:
         n: nodes per side (boundary included).
         offset_range: the uniform range of c.
         scale: the factor on u0.
-        tau, alpha, high, low, forcing: `DarcyDataset`'s coefficient and right-hand side.
     """
 
     n: int = 33
     offset_range: tuple[float, float] = (-2.0, 2.0)
     scale: float = 100.0
-    tau: float = 3.0
-    alpha: float = 2.0
-    high: float = 12.0
-    low: float = 3.0
-    forcing: float = 1.0
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -319,15 +313,7 @@ class DarcyTask:
     ) -> tuple[Fields, Float[np.ndarray, "b 1"]]:
         """n fields (n, n, n, 1), float32, and their offsets c (n, 1); `offset` given fixes c."""
         key_solve, key_offset = jax.random.split(key)
-        dataset = DarcyDataset(
-            resolution=self.n,
-            n_solve=self.n,
-            tau=self.tau,
-            alpha=self.alpha,
-            high=self.high,
-            low=self.low,
-            forcing=self.forcing,
-        )
+        dataset = DarcyDataset(resolution=self.n, n_solve=self.n)
         u0 = dataset.generate(key_solve, n).fields["u"][:, 0]
         low, high = _fixed(offset, self.offset_range)
         c = np.asarray(jax.random.uniform(key_offset, (n, 1), minval=low, maxval=high))
