@@ -12,10 +12,12 @@ Fields are channels-last, (batch, *spatial, c); ensembles put the members in fro
   cut-off, where super-resolution must add information that interpolation cannot.
 
 Probabilistic ones: `crps` (`sciml.scoring.crps_ensemble`), `spread_skill` and `pull_statistics`
-(``z = (mean - x) / std``, ideally N(0, 1) up to the finite-ensemble t-distribution).
+(``z = (mean - x) / std``, ideally N(0, 1) up to the finite-ensemble t-distribution);
+`calibrate_spread` picks the sampler setting whose spread/skill is closest to 1.
 """
 
 import math
+from collections.abc import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -162,6 +164,24 @@ def spread_skill(samples: Members, target: Batch) -> dict[str, float]:
         "skill": float(skill),
         "ratio": float(math.sqrt((m + 1) / m) * spread / skill),
     }
+
+
+def calibrate_spread(
+    sample: Callable[[float], Members], target: Batch, levels: Sequence[float]
+) -> tuple[float, dict[float, float]]:
+    """The sampler setting whose ensembles have spread/skill closest to 1.
+
+    Args:
+        sample: ``sample(level) -> (m, b, ...)`` members for every target, drawn with one
+            setting (e.g. the noise level t_min of a noisy DDIM end).
+        target: (b, ...) truths.
+        levels: the settings to try.
+    Returns:
+        The level with the smallest ``|log spread_skill ratio|``, and every level's ratio.
+    """
+    ratios = {float(level): spread_skill(sample(level), target)["ratio"] for level in levels}
+    best = min(ratios, key=lambda level: abs(math.log(ratios[level])))
+    return best, ratios
 
 
 def pulls(samples: Members, target: Batch, *, min_std: float = 1e-12) -> Array:

@@ -389,13 +389,21 @@ def score_ensembles(
     steps: Sequence[int],
     n_members: int,
     band: Mapping[str, int],
+    ddim_options: Mapping[str, Any] | None = None,
 ) -> dict[str, dict[str, float]]:
     """``{"flex_<n>": ensemble_metrics}`` of `n_members` DDIM ensembles per step count in `steps`
-    (the same key for every count), against the targets `x`."""
+    (the same key for every count; `ddim_options` as `sample_ensemble`), against the targets `x`."""
     out = {}
     for n_steps in steps:
         samples = sample_ensemble(
-            model, params, cond, key, residual=residual, n_steps=n_steps, n_members=n_members
+            model,
+            params,
+            cond,
+            key,
+            residual=residual,
+            n_steps=n_steps,
+            n_members=n_members,
+            ddim_options=ddim_options,
         )
         out[f"flex_{n_steps}"] = ensemble_metrics(samples, x, **band)
     return out

@@ -25,7 +25,7 @@ import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from sciml.diffusion import kolmogorov
-from sciml.diffusion.evaluation import deterministic_metrics
+from sciml.diffusion.evaluation import calibrate_spread, deterministic_metrics
 from sciml.diffusion.flex import FLEX
 from sciml.diffusion.kolmogorov import (
     KolmogorovFlow,
@@ -39,13 +39,16 @@ from sciml.diffusion.kolmogorov import (
 from sciml.diffusion.residual import Residual
 
 __all__ = [
+    "NOISY_END_LEVELS",
     "KolmogorovSR",
+    "calibrate_noisy_end",
     "checkpoint_metadata",
     "coarsen",
     "conditioning",
     "evaluate_superres",
     "generate_vorticity",
     "make_loss",
+    "noisy_end_options",
     "periodic_bicubic",
     "residual_model",
     "residual_variance",
@@ -143,6 +146,7 @@ def evaluate_superres(
     *,
     steps: Sequence[int] = (2, 16),
     n_members: int = 8,
+    ddim_options: Mapping[str, Any] | None = None,
 ) -> dict[str, dict[str, dict[str, float]]]:
     """Metrics of FLEX-<n>-step ensembles and of the bicubic base on every split.
 
@@ -151,6 +155,7 @@ def evaluate_superres(
         steps: DDIM step counts to evaluate.
         n_members: ensemble members per condition (metrics of one draw and of the mean, CRPS,
             spread/skill, pull; see `sciml.diffusion.evaluation.ensemble_metrics`).
+        ddim_options: further `ddim` keywords (eta, t_min, denoise_last); none: FLEX's DDIM.
     Returns:
         ``{split: {"bicubic": {...}, "flex_2": {...}, ...}}``, all in normalised units except
         the dimensionless ones. The data range for PSNR/SSIM is each target's own range.
@@ -164,10 +169,66 @@ def evaluate_superres(
         x = jnp.asarray(x)
         row = {"bicubic": deterministic_metrics(residual.base_fn(cond), x, **band)}
         key_i = jax.random.fold_in(key, i)
-        row |= score_ensembles(model, params, cond, x, key_i, residual, steps, n_members, band)
+        row |= score_ensembles(
+            model, params, cond, x, key_i, residual, steps, n_members, band, ddim_options
+        )
         row["variance"] = residual_variance(x, cond, residual)
         out[name] = row
     return out
+
+
+# t_min candidates of `calibrate_noisy_end`
+NOISY_END_LEVELS = (0.025, 0.05, 0.075, 0.1, 0.125, 0.15, 0.175, 0.2, 0.25, 0.3)
+
+
+def calibrate_noisy_end(
+    model: FLEX,
+    params: Any,
+    task: KolmogorovSR,
+    scale: float,
+    key: PRNGKeyArray,
+    *,
+    trajectories: int = 2,
+    n_members: int = 8,
+    levels: Sequence[float] = NOISY_END_LEVELS,
+) -> tuple[dict[float, float], dict[float, dict[float, float]]]:
+    """A noise level per training viscosity for 2-call DDIM ending noisy (eta 1).
+
+    On `trajectories` fresh trajectories per training viscosity (fields divided by `scale`),
+    the t_min in `levels` whose ensembles of `n_members` have spread/skill closest to 1
+    (`calibrate_spread`): the deterministic 2-call output is a posterior mean that lacks the
+    posterior's spread and small-scale energy, and how much is missing depends on the flow.
+    Returns ``{viscosity: t_min}`` and every level's spread/skill ratio per viscosity.
+    """
+    residual = residual_model(task)
+    chosen, ratios = {}, {}
+    for i, nu in enumerate(task.train_viscosities):
+        k_data, k_sample = jax.random.split(jax.random.fold_in(key, i))
+        x = generate_vorticity(k_data, task, nu, trajectories) / scale
+        cond = conditioning(x, np.full((len(x),), nu), task)
+
+        def sample(t_min: float, cond: dict = cond, k_sample: PRNGKeyArray = k_sample) -> Array:
+            return sample_superres(
+                model,
+                params,
+                cond,
+                k_sample,
+                residual=residual,
+                n_steps=2,
+                n_members=n_members,
+                ddim_options={"eta": 1.0, "t_min": t_min, "denoise_last": False},
+            )
+
+        chosen[nu], ratios[nu] = calibrate_spread(sample, x, levels)
+    return chosen, ratios
+
+
+def noisy_end_options(calibration: Mapping[float, float], viscosity: float) -> dict[str, Any]:
+    """`ddim` keywords of the calibrated noisy end at `viscosity`: eta 1 and t_min interpolated
+    linearly in log(viscosity) between the `calibrate_noisy_end` levels (clamped outside)."""
+    nus = sorted(calibration)
+    t_min = np.interp(np.log(viscosity), np.log(nus), [calibration[nu] for nu in nus])
+    return {"eta": 1.0, "t_min": float(t_min), "denoise_last": False}
 
 
 def checkpoint_metadata(model: FLEX, task: KolmogorovSR, scale: float) -> dict[str, Any]:
@@ -194,6 +255,7 @@ def sample_report(
     n_steps: int = 2,
     viscosity: float | None = None,
     ddim_options: Mapping[str, Any] | None = None,
+    calibrated: bool = False,
 ) -> dict[str, Any]:
     """Draw super-resolution ensembles from a trained FLEX on fresh data, score and plot them.
 
@@ -203,12 +265,19 @@ def sample_report(
     data's physical units), ensemble_<i>.png for the first snapshots (truth, bicubic base,
     members, mean, std map), spectra.png, pull.png and report.json (metrics of the bicubic base
     and of the ensemble in normalised units, as `evaluate_superres`). `ddim_options`: further
-    `ddim` keywords (``eta``, ``t_min``, ``denoise_last``), default FLEX's deterministic DDIM.
+    `ddim` keywords (``eta``, ``t_min``, ``denoise_last``), default FLEX's deterministic DDIM;
+    ``calibrated=True`` replaces them by the calibrated noisy end (`calibrate_noisy_end` on
+    fresh flows of the training viscosities, `noisy_end_options` at `viscosity`).
     """
     task = task_from_metadata(meta)
     nu = task.test_viscosities[0] if viscosity is None else float(viscosity)
     scale = float(meta["data"]["std"][0])
-    k_data, k_sample = jax.random.split(key)
+    k_data, k_sample, k_calibrate = jax.random.split(key, 3)
+    if calibrated:
+        levels, _ = calibrate_noisy_end(
+            model, params, task, scale, k_calibrate, n_members=max(n_members, 4)
+        )
+        ddim_options = noisy_end_options(levels, nu)
     truth = generate_vorticity(k_data, task, nu, n_trajectories) / scale
     cond = conditioning(truth, np.full((len(truth),), nu), task)
     residual = residual_model(task)

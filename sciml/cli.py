@@ -8,6 +8,7 @@ import json
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
 from sciml.errors import SciMLError
 
@@ -88,17 +89,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--members", type=int, default=8, help="diffusion: ensemble members")
     p.add_argument("--steps", type=int, default=2, help="diffusion: sampling steps")
+    add_ddim_arguments(p)
     p.add_argument(
-        "--eta", type=float, default=0.0, help="diffusion: DDIM stochasticity (0: deterministic)"
-    )
-    p.add_argument(
-        "--t-min", type=float, default=0.0, help="diffusion: end of the DDIM time grid (0..1)"
-    )
-    p.add_argument(
-        "--noisy-end",
+        "--calibrated",
         action="store_true",
-        help="diffusion: return the noisy sample at --t-min (> 0) rescaled by 1/alpha, not the"
-        " last denoised estimate (adds ensemble spread and small-scale energy)",
+        help="diffusion, super-resolution, 2 steps: end noisy (eta 1) at the t_min whose"
+        " spread/skill is 1 on fresh flows of the training viscosities, interpolated to"
+        " --viscosity (replaces --eta, --t-min, --noisy-end)",
     )
     p.add_argument("--viscosity", type=float, help="diffusion: default the held-out one")
     p.add_argument("--seed", type=int, default=0)
@@ -160,6 +157,29 @@ def _evaluate(args) -> None:
     print(_summary(report, out))
 
 
+def add_ddim_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the DDIM sampler options --eta, --t-min and --noisy-end (read by `ddim_options`)."""
+    parser.add_argument(
+        "--eta", type=float, default=0.0, help="diffusion: DDIM stochasticity (0: deterministic)"
+    )
+    parser.add_argument(
+        "--t-min", type=float, default=0.0, help="diffusion: end of the DDIM time grid (0..1)"
+    )
+    parser.add_argument(
+        "--noisy-end",
+        action="store_true",
+        help="diffusion: return the noisy sample at --t-min (> 0) rescaled by 1/alpha, not the"
+        " last denoised estimate (adds ensemble spread and small-scale energy)",
+    )
+
+
+def ddim_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The `ddim` keywords of parsed `add_ddim_arguments` options, validated."""
+    if args.eta < 0 or not 0 <= args.t_min < 1 or (args.noisy_end and args.t_min == 0):
+        raise SciMLError("--eta must be >= 0 and --t-min in [0, 1), > 0 with --noisy-end")
+    return {"eta": args.eta, "t_min": args.t_min, "denoise_last": not args.noisy_end}
+
+
 def _sample(args) -> None:
     import numpy as np
 
@@ -190,14 +210,17 @@ def _sample_ensembles(args) -> None:
 
     if args.members < 2 or args.steps < 1 or args.n < 1:
         raise SciMLError("--members must be >= 2, --steps and --n >= 1")
-    if args.eta < 0 or not 0 <= args.t_min < 1 or (args.noisy_end and args.t_min == 0):
-        raise SciMLError("--eta must be >= 0 and --t-min in [0, 1), > 0 with --noisy-end")
-    ddim_options = {"eta": args.eta, "t_min": args.t_min, "denoise_last": not args.noisy_end}
+    options = ddim_options(args)
+    if args.calibrated and (args.eta or args.t_min or args.noisy_end or args.steps != 2):
+        raise SciMLError("--calibrated sets eta, t-min and the noisy end for --steps 2: drop those")
     model, params, meta = pretrained.load(args.checkpoint)
     tasks = {"superres": superres.sample_report, "forecast": forecast.sample_report}
     kind = task_kind(meta)
     if kind not in tasks:
         raise SciMLError(f"cannot sample a {kind!r} task; sampling knows {sorted(tasks)}")
+    calibrated = {"calibrated": True} if args.calibrated else {}
+    if calibrated and kind != "superres":
+        raise SciMLError(f"--calibrated is for super-resolution checkpoints, this is {kind!r}")
     out = Path(args.out or "samples")
     try:
         report = tasks[kind](
@@ -210,7 +233,8 @@ def _sample_ensembles(args) -> None:
             n_members=args.members,
             n_steps=args.steps,
             viscosity=args.viscosity,
-            ddim_options=ddim_options,
+            ddim_options=options,
+            **calibrated,
         )
     except ValueError as err:
         raise SciMLError(str(err)) from None

@@ -8,7 +8,13 @@ std and CRPS, next to bicubic; plus the band spectrum error of the energy spectr
 per wavenumber) and the same error between two independent truth sets of the same size at the
 same viscosity (the metric's sampling noise, the tolerance for "matches the spectrum").
 
+"calibrated": 2 calls ending noisy (eta 1) at a t_min chosen per training viscosity, on fresh
+trajectories, as the one whose ensembles have spread/skill closest to 1 (`calibrate_noisy_end`),
+interpolated linearly in log(nu) to the evaluated viscosity (`noisy_end_options`). The spectrum
+is not used to choose it.
+
 Usage: python scripts/flex_sampler_sweep.py [--trajectories 8] [--members 8] [--quick]
+    [--viscosities NU ...]
 """
 
 from __future__ import annotations
@@ -23,8 +29,10 @@ import numpy as np
 from sciml import pretrained
 from sciml.diffusion.evaluation import deterministic_metrics, ensemble_metrics, spectrum_error
 from sciml.diffusion.superres import (
+    calibrate_noisy_end,
     conditioning,
     generate_vorticity,
+    noisy_end_options,
     residual_model,
     sample_superres,
     task_from_metadata,
@@ -69,6 +77,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--trajectories", type=int, default=8)
     parser.add_argument("--members", type=int, default=8)
     parser.add_argument("--quick", action="store_true", help="2-step settings only")
+    parser.add_argument(
+        "--calibration-trajectories", type=int, default=2, help="per training viscosity"
+    )
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args(argv)
 
@@ -79,6 +90,19 @@ def main(argv: list[str] | None = None) -> dict:
     residual = residual_model(task)
     key = jax.random.key(args.seed)
     out: dict = {"band": band, "members": args.members, "trajectories": args.trajectories}
+    levels, spread_skill = calibrate_noisy_end(
+        model,
+        params,
+        task,
+        scale,
+        jax.random.fold_in(key, 1000),
+        trajectories=args.calibration_trajectories,
+        n_members=args.members,
+    )
+    out["calibration"] = {
+        f"nu={nu:g}": {"t_min": levels[nu], "spread_skill": spread_skill[nu]} for nu in levels
+    }
+    print("calibration", json.dumps(out["calibration"]), flush=True)
     for i, nu in enumerate(args.viscosities or task.test_viscosities):
         k_data, k_noise, k_sample = jax.random.split(jax.random.fold_in(key, i), 3)
         x = generate_vorticity(k_data, task, nu, args.trajectories) / scale
@@ -94,7 +118,9 @@ def main(argv: list[str] | None = None) -> dict:
             "truth_vs_truth": truth_noise(k_noise, task, nu, scale, args.trajectories, band),
             "bicubic": deterministic_metrics(base, x, **band) | {"ratios": ratios(base).tolist()},
         }
-        for label, n_steps, options in SETTINGS:
+        calibrated = noisy_end_options(levels, nu)
+        setting = (f"calibrated noisy end t_min={calibrated['t_min']:.3f} eta=1", 2, calibrated)
+        for label, n_steps, options in [*SETTINGS, setting]:
             if args.quick and n_steps != 2:
                 continue
             start = time.perf_counter()

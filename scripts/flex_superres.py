@@ -6,7 +6,8 @@ x8 from 256^2), evaluates FLEX with 2 and 16 DDIM steps against bicubic on test 
 every viscosity, prints one JSON table, and saves the train state with orbax
 (`sciml.train.Checkpointer`, metadata in the layout of the other runs) under `--run-dir`.
 
-Usage: python scripts/flex_superres.py [--steps 200] [--batch 16] [--trajectories 6] [--preset cpu|gpu]
+Usage: python scripts/flex_superres.py [--steps 3000] [--batch 16] [--trajectories 96] [--preset cpu|gpu]
+    [--eta E] [--t-min T] [--noisy-end]    (the evaluation's DDIM options, as `sciml sample`)
 
 `--preset gpu` is the GPU-sized run (x8 from 256^2, FLEX-small, 20k steps of batch 32, lower
 viscosities; see PRESETS); explicit options override the preset's values.
@@ -22,6 +23,7 @@ import time
 import jax
 import numpy as np
 
+from sciml.cli import add_ddim_arguments, ddim_options
 from sciml.diffusion.kolmogorov import GPU_FLOW, GPU_MODEL
 from sciml.diffusion.superres import (
     KolmogorovSR,
@@ -34,19 +36,20 @@ from sciml.diffusion.superres import (
     tiny_flex,
     train_superres,
 )
+from sciml.errors import SciMLError
 from sciml.train import Checkpointer
 
-# Run sizes. "cpu": the tiny FLEX, 64^2 and x4 (minutes on 2 cores). "gpu": FLEX's scale, x8
+# Run sizes. "cpu": the tiny FLEX, 64^2 and x4 (about 25 minutes on 2 cores). "gpu": FLEX's scale, x8
 # from 256^2 (coarse 32^2) with FLEX-small (`GPU_FLOW` / `GPU_MODEL`) for one H100; not yet run.
 PRESETS = {
     "cpu": {
         "task": {},
         "model": {},
-        "steps": 200,
+        "steps": 3000,
         "batch": 16,
         "lr": 2e-3,
         "ema": 0.99,
-        "trajectories": 6,
+        "trajectories": 96,
         "test_trajectories": 2,
     },
     "gpu": {
@@ -65,16 +68,21 @@ PRESETS = {
 def main(argv: list[str] | None = None) -> str:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", choices=sorted(PRESETS), default="cpu")
-    parser.add_argument("--steps", type=int, help="default: the preset's (cpu 200)")
+    parser.add_argument("--steps", type=int, help="default: the preset's (cpu 3000)")
     parser.add_argument("--batch", type=int, help="default: the preset's (cpu 16)")
     parser.add_argument("--lr", type=float, help="default: the preset's (cpu 2e-3)")
     parser.add_argument("--ema", type=float, help="EMA decay; default: the preset's (cpu 0.99)")
-    parser.add_argument("--trajectories", type=int, help="training, per viscosity (cpu 6)")
+    parser.add_argument("--trajectories", type=int, help="training, per viscosity (cpu 96)")
     parser.add_argument("--test-trajectories", type=int, help="per viscosity (cpu 2)")
     parser.add_argument("--members", type=int, default=8)
     parser.add_argument("--run-dir", default="runs/flex_superres")
     parser.add_argument("--seed", type=int, default=0)
+    add_ddim_arguments(parser)
     args = parser.parse_args(argv)
+    try:
+        sampler = ddim_options(args)
+    except SciMLError as err:
+        parser.error(str(err))
     preset = PRESETS[args.preset]
     for name, value in preset.items():
         if name not in ("task", "model") and getattr(args, name) is None:
@@ -119,7 +127,14 @@ def main(argv: list[str] | None = None) -> str:
         name: (w / scale, conditioning(w / scale, v, config)) for name, (w, v) in tests.items()
     }
     table = evaluate_superres(
-        model, state.eval_params, splits, k_eval, config, steps=(2, 16), n_members=args.members
+        model,
+        state.eval_params,
+        splits,
+        k_eval,
+        config,
+        steps=(2, 16),
+        n_members=args.members,
+        ddim_options=sampler,
     )
     t_eval = time.perf_counter() - start - t_data - t_train
 

@@ -47,7 +47,7 @@ SHIPPED = {
     "ffm_stokes": ("scripts/eci_stokes.py", ["--run-dir", "runs/ffm_stokes_pretrained"]),
     "flex_superres_kolmogorov": (
         "scripts/flex_superres.py",
-        ["--steps", "1000", "--run-dir", "runs/flex_superres_pretrained"],
+        ["--run-dir", "runs/flex_superres_pretrained"],
     ),
 }
 

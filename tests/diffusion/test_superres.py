@@ -8,12 +8,14 @@ import pytest
 
 from sciml.diffusion import CosineVP
 from sciml.diffusion.superres import (
+    NOISY_END_LEVELS,
     KolmogorovSR,
     coarsen,
     conditioning,
     evaluate_superres,
     generate_vorticity,
     make_loss,
+    noisy_end_options,
     residual_model,
     residual_variance,
     tiny_flex,
@@ -130,3 +132,20 @@ def test_sample_cli_draws_scored_ensembles_from_a_flex_checkpoint(tmp_path, init
         assert (out / name).stat().st_size > 0
     assert cli.main(["sample", str(tmp_path / "ckpt"), "--members", "1", "--out", str(out)]) == 2
     assert cli.main([*argv, "--noisy-end"]) == 2  # a noisy end needs --t-min > 0
+    # The calibrated noisy end: t_min chosen on fresh flows of the training viscosities.
+    assert cli.main([*argv, "--calibrated", "--eta", "1"]) == 2  # it sets eta itself
+    assert cli.main([*argv, "--calibrated", "--steps", "4"]) == 2  # calibrated for 2 calls
+    assert cli.main([*argv, "--calibrated"]) == 0
+    options = json.loads((out / "report.json").read_text())["ddim_options"]
+    assert options["eta"] == 1.0 and not options["denoise_last"]
+    assert min(NOISY_END_LEVELS) <= options["t_min"] <= max(NOISY_END_LEVELS)
+
+
+def test_noisy_end_levels_interpolate_in_log_viscosity_and_clamp():
+    levels = {2e-3: 0.3, 8e-3: 0.1}
+    assert noisy_end_options(levels, 4e-3) == pytest.approx(
+        {"eta": 1.0, "t_min": 0.2, "denoise_last": False}
+    )
+    assert noisy_end_options(levels, 1e-3)["t_min"] == 0.3
+    assert noisy_end_options(levels, 1e-2)["t_min"] == pytest.approx(0.1)
+    assert noisy_end_options({3e-3: 0.15}, 5e-3)["t_min"] == 0.15
