@@ -13,7 +13,8 @@ Fields are channels-last, (batch, *spatial, c); ensembles put the members in fro
 
 Probabilistic ones: `crps` (`sciml.scoring.crps_ensemble`), `spread_skill` and `pull_statistics`
 (``z = (mean - x) / std``, ideally N(0, 1) up to the finite-ensemble t-distribution);
-`calibrate_spread` picks the sampler setting whose spread/skill is closest to 1.
+`calibrate_spread` picks the sampler setting whose spread/skill is closest to 1,
+`calibrate_spectrum` the one whose draws have the target's energy spectrum in a band.
 """
 
 import math
@@ -182,6 +183,31 @@ def calibrate_spread(
     ratios = {float(level): spread_skill(sample(level), target)["ratio"] for level in levels}
     best = min(ratios, key=lambda level: abs(math.log(ratios[level])))
     return best, ratios
+
+
+def calibrate_spectrum(
+    sample: Callable[[float], Members],
+    target: Batch,
+    levels: Sequence[float],
+    *,
+    k_min: int,
+    k_max: int | None = None,
+) -> tuple[float, dict[float, float]]:
+    """The sampler setting whose draws match the target's energy spectrum in a band best.
+
+    Args:
+        sample, target, levels: as `calibrate_spread`.
+        k_min, k_max: the band ``k_min < k <= k_max`` of `spectrum_error`.
+    Returns:
+        The level with the smallest band spectrum error (``"rel"``, averaged over the members,
+        each scored against all targets), and every level's error.
+    """
+    errors = {}
+    for level in levels:
+        members = np.asarray(sample(level))
+        scores = [spectrum_error(m, target, k_min=k_min, k_max=k_max)["rel"] for m in members]
+        errors[float(level)] = float(np.mean(scores))
+    return min(errors, key=errors.get), errors
 
 
 def pulls(samples: Members, target: Batch, *, min_std: float = 1e-12) -> Array:

@@ -68,6 +68,12 @@ class KolmogorovFlow:
     reference_viscosity: float = 2e-3
 
     @property
+    def max_wavenumber(self) -> int:
+        """The largest ``|k_i|`` the solver's 2/3-rule dealiasing keeps, ``(2 (n // 2)) // 3``:
+        the data hold no energy above it (21 for n = 64)."""
+        return (2 * (self.n // 2)) // 3
+
+    @property
     def viscosities(self) -> tuple[float, ...]:
         """Training viscosities, then the held-out ones."""
         return self.train_viscosities + self.test_viscosities

@@ -27,6 +27,9 @@ class Residual:
 
     Attributes:
         base_fn: ``base_fn(cond) -> base``, an array shaped like the targets (batch, *spatial, c).
+        project: optional map applied to every sample ``base + r`` (not to training targets),
+            e.g. onto a linear subspace the data are known to lie in, such as the Fourier modes
+            a spectral solver keeps (`sciml.fields.lowpass`).
 
     Example:
         >>> res = Residual(upsample_base((256, 256)))
@@ -35,6 +38,7 @@ class Residual:
     """
 
     base_fn: BaseFn
+    project: Callable[[Array], Array] | None = None
 
     def residual(self, target: Field, cond: Any) -> Field:
         """``target - base_fn(cond)``."""
@@ -67,10 +71,12 @@ class Residual:
         key: PRNGKeyArray,
         **kwargs: Any,
     ) -> Field:
-        """``base_fn(cond) + sampler(apply_fn, params, cond, key=key, shape=base.shape, ...)``."""
+        """``base_fn(cond) + sampler(apply_fn, params, cond, key=key, shape=base.shape, ...)``,
+        then `project` if set."""
         base = self.base_fn(cond)
         kwargs = {"shape": base.shape, "dtype": base.dtype, **kwargs}
-        return base + sampler(apply_fn, params, cond, key=key, **kwargs)
+        sample = base + sampler(apply_fn, params, cond, key=key, **kwargs)
+        return sample if self.project is None else self.project(sample)
 
 
 def _select(cond: Any, field: str | int | None) -> Any:

@@ -15,9 +15,10 @@ sampler are shared with forecasting (`sciml.diffusion.kolmogorov`); `train_super
 """
 
 import dataclasses
+import functools
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import jax
 import jax.numpy as jnp
@@ -25,7 +26,7 @@ import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from sciml.diffusion import kolmogorov
-from sciml.diffusion.evaluation import calibrate_spread, deterministic_metrics
+from sciml.diffusion.evaluation import calibrate_spectrum, calibrate_spread, deterministic_metrics
 from sciml.diffusion.flex import FLEX
 from sciml.diffusion.kolmogorov import (
     KolmogorovFlow,
@@ -37,6 +38,7 @@ from sciml.diffusion.kolmogorov import (
     write_sample_report,
 )
 from sciml.diffusion.residual import Residual
+from sciml.fields import lowpass
 
 __all__ = [
     "NOISY_END_LEVELS",
@@ -132,9 +134,18 @@ def periodic_bicubic(coarse: Float[Array, "b xc yc c"], factor: int) -> Float[Ar
     )
 
 
-def residual_model(config: KolmogorovSR) -> Residual:
-    """Residual diffusion around ``cond["field"]``, the upsampled coarse field (`conditioning`)."""
-    return Residual(lambda cond: cond["field"])
+def residual_model(config: KolmogorovSR, *, band_limited: bool = True) -> Residual:
+    """Residual diffusion around ``cond["field"]``, the upsampled coarse field (`conditioning`).
+
+    ``band_limited``: project every sample onto the Fourier modes the solver keeps (``|k_i| <=
+    config.max_wavenumber``). The data have none above it, and a sampler ending noisy
+    (``denoise_last=False``) puts white noise there, most of its energy on a 64^2 grid (2/3 of
+    the modes lie outside): pure error, which the projection removes exactly.
+    """
+    project = None
+    if band_limited:
+        project = functools.partial(lowpass, max_wavenumber=config.max_wavenumber, ndim=2)
+    return Residual(lambda cond: cond["field"], project=project)
 
 
 def evaluate_superres(
@@ -191,17 +202,22 @@ def calibrate_noisy_end(
     trajectories: int = 2,
     n_members: int = 8,
     levels: Sequence[float] = NOISY_END_LEVELS,
+    criterion: Literal["spread", "spectrum"] = "spread",
 ) -> tuple[dict[float, float], dict[float, dict[float, float]]]:
     """A noise level per training viscosity for 2-call DDIM ending noisy (eta 1).
 
-    On `trajectories` fresh trajectories per training viscosity (fields divided by `scale`),
-    the t_min in `levels` whose ensembles of `n_members` have spread/skill closest to 1
-    (`calibrate_spread`): the deterministic 2-call output is a posterior mean that lacks the
-    posterior's spread and small-scale energy, and how much is missing depends on the flow.
-    Returns ``{viscosity: t_min}`` and every level's spread/skill ratio per viscosity.
+    The deterministic 2-call output is a posterior mean that lacks the posterior's spread and
+    small-scale energy, and how much is missing depends on the flow. On `trajectories` fresh
+    trajectories per training viscosity (fields divided by `scale`), the t_min in `levels`
+    whose ensembles of `n_members` have spread/skill closest to 1 (``criterion="spread"``,
+    `calibrate_spread`) or whose draws have the truth's energy spectrum above the coarse cut-off
+    (``"spectrum"``, `calibrate_spectrum`, band as `evaluate_superres`).
+    Returns ``{viscosity: t_min}`` and every level's score (spread/skill ratio or band spectrum
+    error) per viscosity.
     """
     residual = residual_model(task)
-    chosen, ratios = {}, {}
+    band = {"k_min": task.k_cut, "k_max": task.n // 3}
+    chosen, scores = {}, {}
     for i, nu in enumerate(task.train_viscosities):
         k_data, k_sample = jax.random.split(jax.random.fold_in(key, i))
         x = generate_vorticity(k_data, task, nu, trajectories) / scale
@@ -219,8 +235,13 @@ def calibrate_noisy_end(
                 ddim_options={"eta": 1.0, "t_min": t_min, "denoise_last": False},
             )
 
-        chosen[nu], ratios[nu] = calibrate_spread(sample, x, levels)
-    return chosen, ratios
+        if criterion == "spread":
+            chosen[nu], scores[nu] = calibrate_spread(sample, x, levels)
+        elif criterion == "spectrum":
+            chosen[nu], scores[nu] = calibrate_spectrum(sample, x, levels, **band)
+        else:
+            raise ValueError(f"criterion must be 'spread' or 'spectrum', not {criterion!r}")
+    return chosen, scores
 
 
 def noisy_end_options(calibration: Mapping[float, float], viscosity: float) -> dict[str, Any]:
@@ -255,7 +276,7 @@ def sample_report(
     n_steps: int = 2,
     viscosity: float | None = None,
     ddim_options: Mapping[str, Any] | None = None,
-    calibrated: bool = False,
+    calibrated: Literal["spread", "spectrum"] | None = None,
 ) -> dict[str, Any]:
     """Draw super-resolution ensembles from a trained FLEX on fresh data, score and plot them.
 
@@ -266,8 +287,9 @@ def sample_report(
     members, mean, std map), spectra.png, pull.png and report.json (metrics of the bicubic base
     and of the ensemble in normalised units, as `evaluate_superres`). `ddim_options`: further
     `ddim` keywords (``eta``, ``t_min``, ``denoise_last``), default FLEX's deterministic DDIM;
-    ``calibrated=True`` replaces them by the calibrated noisy end (`calibrate_noisy_end` on
-    fresh flows of the training viscosities, `noisy_end_options` at `viscosity`).
+    ``calibrated="spread"`` or ``"spectrum"`` replaces them by the noisy end calibrated by that
+    criterion (`calibrate_noisy_end` on fresh flows of the training viscosities,
+    `noisy_end_options` at `viscosity`). Draws are band-limited (`residual_model`).
     """
     task = task_from_metadata(meta)
     nu = task.test_viscosities[0] if viscosity is None else float(viscosity)
@@ -275,7 +297,13 @@ def sample_report(
     k_data, k_sample, k_calibrate = jax.random.split(key, 3)
     if calibrated:
         levels, _ = calibrate_noisy_end(
-            model, params, task, scale, k_calibrate, n_members=max(n_members, 4)
+            model,
+            params,
+            task,
+            scale,
+            k_calibrate,
+            n_members=max(n_members, 4),
+            criterion=calibrated,
         )
         ddim_options = noisy_end_options(levels, nu)
     truth = generate_vorticity(k_data, task, nu, n_trajectories) / scale

@@ -92,10 +92,13 @@ def _parser() -> argparse.ArgumentParser:
     add_ddim_arguments(p)
     p.add_argument(
         "--calibrated",
-        action="store_true",
+        nargs="?",
+        const="spread",
+        choices=["spread", "spectrum"],
         help="diffusion, super-resolution, 2 steps: end noisy (eta 1) at the t_min whose"
-        " spread/skill is 1 on fresh flows of the training viscosities, interpolated to"
-        " --viscosity (replaces --eta, --t-min, --noisy-end)",
+        " spread/skill is 1 (spread, the default) or whose draws have the truth's spectrum"
+        " above the coarse cut-off (spectrum) on fresh flows of the training viscosities,"
+        " interpolated to --viscosity (replaces --eta, --t-min, --noisy-end)",
     )
     p.add_argument("--viscosity", type=float, help="diffusion: default the held-out one")
     p.add_argument("--seed", type=int, default=0)
@@ -218,7 +221,7 @@ def _sample_ensembles(args) -> None:
     kind = task_kind(meta)
     if kind not in tasks:
         raise SciMLError(f"cannot sample a {kind!r} task; sampling knows {sorted(tasks)}")
-    calibrated = {"calibrated": True} if args.calibrated else {}
+    calibrated = {"calibrated": args.calibrated} if args.calibrated else {}
     if calibrated and kind != "superres":
         raise SciMLError(f"--calibrated is for super-resolution checkpoints, this is {kind!r}")
     out = Path(args.out or "samples")

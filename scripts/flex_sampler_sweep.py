@@ -9,9 +9,11 @@ per wavenumber) and the same error between two independent truth sets of the sam
 same viscosity (the metric's sampling noise, the tolerance for "matches the spectrum").
 
 "calibrated": 2 calls ending noisy (eta 1) at a t_min chosen per training viscosity, on fresh
-trajectories, as the one whose ensembles have spread/skill closest to 1 (`calibrate_noisy_end`),
-interpolated linearly in log(nu) to the evaluated viscosity (`noisy_end_options`). The spectrum
-is not used to choose it.
+trajectories, as the one whose ensembles have spread/skill closest to 1 ("spread") or whose draws
+have the truth's band spectrum ("spectrum") (`calibrate_noisy_end`), interpolated linearly in
+log(nu) to the evaluated viscosity (`noisy_end_options`); the evaluated viscosities (default the
+held-out one) are never used to choose it. Every draw is projected onto the modes the solver
+keeps (`residual_model`, band-limited) except in the row marked "not band-limited".
 
 Usage: python scripts/flex_sampler_sweep.py [--trajectories 8] [--members 8] [--quick]
     [--viscosities NU ...]
@@ -42,13 +44,11 @@ from sciml.fields import energy_spectrum
 # (label, n_steps, ddim options)
 SETTINGS = [
     ("ddim", 2, {}),
-    ("ddim eta=1", 2, {"eta": 1.0}),
-    ("noisy end t_min=0.1", 2, {"eta": 0.0, "t_min": 0.1, "denoise_last": False}),
-    ("noisy end t_min=0.1 eta=1", 2, {"eta": 1.0, "t_min": 0.1, "denoise_last": False}),
     ("noisy end t_min=0.15 eta=1", 2, {"eta": 1.0, "t_min": 0.15, "denoise_last": False}),
     ("ddim", 16, {}),
     ("noisy end t_min=0.15 eta=1", 16, {"eta": 1.0, "t_min": 0.15, "denoise_last": False}),
 ]
+CRITERIA = ("spread", "spectrum")
 
 
 def truth_noise(key, task, nu, scale, trajectories, band, draws=200):
@@ -90,19 +90,23 @@ def main(argv: list[str] | None = None) -> dict:
     residual = residual_model(task)
     key = jax.random.key(args.seed)
     out: dict = {"band": band, "members": args.members, "trajectories": args.trajectories}
-    levels, spread_skill = calibrate_noisy_end(
-        model,
-        params,
-        task,
-        scale,
-        jax.random.fold_in(key, 1000),
-        trajectories=args.calibration_trajectories,
-        n_members=args.members,
-    )
-    out["calibration"] = {
-        f"nu={nu:g}": {"t_min": levels[nu], "spread_skill": spread_skill[nu]} for nu in levels
-    }
+    levels, out["calibration"] = {}, {}
+    for criterion in CRITERIA:
+        levels[criterion], scores = calibrate_noisy_end(
+            model,
+            params,
+            task,
+            scale,
+            jax.random.fold_in(key, 1000),
+            trajectories=args.calibration_trajectories,
+            n_members=args.members,
+            criterion=criterion,
+        )
+        out["calibration"][criterion] = {
+            f"nu={nu:g}": {"t_min": levels[criterion][nu], "scores": scores[nu]} for nu in scores
+        }
     print("calibration", json.dumps(out["calibration"]), flush=True)
+    unprojected = residual_model(task, band_limited=False)
     for i, nu in enumerate(args.viscosities or task.test_viscosities):
         k_data, k_noise, k_sample = jax.random.split(jax.random.fold_in(key, i), 3)
         x = generate_vorticity(k_data, task, nu, args.trajectories) / scale
@@ -118,9 +122,17 @@ def main(argv: list[str] | None = None) -> dict:
             "truth_vs_truth": truth_noise(k_noise, task, nu, scale, args.trajectories, band),
             "bicubic": deterministic_metrics(base, x, **band) | {"ratios": ratios(base).tolist()},
         }
-        calibrated = noisy_end_options(levels, nu)
-        setting = (f"calibrated noisy end t_min={calibrated['t_min']:.3f} eta=1", 2, calibrated)
-        for label, n_steps, options in [*SETTINGS, setting]:
+        print(
+            f"nu={nu:g}", json.dumps({k: row[k] for k in ("truth_vs_truth", "bicubic")}), flush=True
+        )
+        rows = [(*setting, residual) for setting in SETTINGS]
+        for criterion in CRITERIA:
+            options = noisy_end_options(levels[criterion], nu)
+            label = f"calibrated ({criterion}) noisy end t_min={options['t_min']:.3f} eta=1"
+            rows.append((label, 2, options, residual))
+            if criterion == "spread":
+                rows.append((f"{label}, not band-limited", 2, options, unprojected))
+        for label, n_steps, options, sampled_residual in rows:
             if args.quick and n_steps != 2:
                 continue
             start = time.perf_counter()
@@ -129,7 +141,7 @@ def main(argv: list[str] | None = None) -> dict:
                 params,
                 cond,
                 k_sample,
-                residual=residual,
+                residual=sampled_residual,
                 n_steps=n_steps,
                 n_members=args.members,
                 ddim_options=options,

@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 
 from sciml.diffusion.evaluation import (
+    calibrate_spectrum,
     crps,
     ensemble_metrics,
     psnr,
@@ -68,6 +69,24 @@ def test_spectrum_error_is_zero_for_identical_fields_and_sees_the_high_band():
     keep = (np.abs(k)[:, None] <= 4) & (np.abs(k)[None, :] <= 4)
     smooth = np.real(np.fft.ifft2(spec * keep[None, :, :, None], axes=(1, 2)))
     assert spectrum_error(smooth, x, k_min=8)["rel"] > 0.99
+
+
+def test_calibrating_the_spectrum_picks_the_level_that_restores_the_band_energy():
+    """Draws = the targets with the shells above |k| = 4 scaled by the level: the band energy
+    ratio is level^2 in every shell, so the band error is |level^2 - 1| exactly."""
+    x = _fields(4)
+    spec = np.fft.fft2(x, axes=(1, 2))
+    k = np.abs(np.fft.fftfreq(32, 1 / 32))
+    low = (np.rint(np.hypot(k[:, None], k[None, :])) <= 4)[None, :, :, None]  # "round" shells
+
+    def sample(level):
+        scaled = np.real(np.fft.ifft2(spec * np.where(low, 1.0, level), axes=(1, 2)))
+        return np.stack([scaled, scaled])
+
+    best, errors = calibrate_spectrum(sample, x, (0.5, 0.9, 1.0, 1.5), k_min=4, k_max=10)
+    assert best == 1.0
+    for level, error in errors.items():
+        np.testing.assert_allclose(error, abs(level**2 - 1), atol=1e-5)
 
 
 def test_pull_of_a_calibrated_gaussian_ensemble_is_student_t():

@@ -55,6 +55,24 @@ def test_zero_residual_model_samples_the_base_exactly(base_fn, cond, sampler, sc
     np.testing.assert_array_equal(x, base_fn(cond))
 
 
+def test_projection_applies_to_samples_and_not_to_training_targets():
+    cond = _coarse()
+    project = lambda x: fields.lowpass(x, 3, 2)  # noqa: E731
+    residual = Residual(upsample_base((16, 16)), project=project)
+    noise_model = lambda p, x, t, c: x  # noqa: E731 (x0_hat = x_t: the draw keeps its noise
+    x = residual.sample(
+        ddim, noise_model, None, cond, key=jax.random.key(1), schedule=CosineVP(), n_steps=2
+    )
+    base = upsample_base((16, 16))(cond)
+    raw = Residual(upsample_base((16, 16))).sample(
+        ddim, noise_model, None, cond, key=jax.random.key(1), schedule=CosineVP(), n_steps=2
+    )
+    np.testing.assert_allclose(x, project(raw), atol=1e-6)
+    assert float(jnp.abs(raw - project(raw)).max()) > 0.1  # the projection did something
+    target = base + 1.0
+    np.testing.assert_array_equal(residual.residual(target, cond), target - base)
+
+
 def test_residual_loss_is_the_loss_of_the_residual():
     cond = _coarse()
     base_fn = upsample_base((16, 16))

@@ -21,6 +21,8 @@ from sciml.diffusion.superres import (
     tiny_flex,
     train_superres,
 )
+from sciml.fields import lowpass
+from sciml.pde import NavierStokes2D
 
 # A 32^2 task (coarse 8^2) with a 2-level FLEX of widths 4 and 8: compiling is most of the time.
 CONFIG = KolmogorovSR(n=32, factor=4)
@@ -49,6 +51,19 @@ def test_generated_vorticity_is_finite_and_shaped():
     config = dataclasses.replace(CONFIG, n=16, warmup=0.2, spacing=0.2, snapshots=2, dt=0.05)
     w = generate_vorticity(jax.random.key(0), config, 5e-3, 2)
     assert w.shape == (4, 16, 16, 1) and np.isfinite(w).all()
+
+
+def test_the_task_data_hold_no_modes_above_max_wavenumber():
+    """max_wavenumber is the largest mode the solver's dealiasing keeps; above it the
+    nonlinearity adds nothing and the initial modes decay by exp(-(nu k^2 + drag) t), below
+    exp(-20) after the 20-unit spin-up at the smallest training viscosity. So band-limited
+    sampling (`residual_model`) removes nothing a true field can hold."""
+    kept = NavierStokes2D(shape=(64, 64)).grid.dealias_mask()[0, :, 0]  # along k_x, at k_y = 0
+    task = KolmogorovSR(snapshots=2)
+    assert np.abs(np.fft.fftfreq(64, 1 / 64))[kept].max() == task.max_wavenumber == 21
+    w = generate_vorticity(jax.random.key(0), task, min(task.train_viscosities), 1)
+    outside = w - np.asarray(lowpass(w, task.max_wavenumber, 2))
+    assert np.linalg.norm(outside) < 1e-6 * np.linalg.norm(w)  # float32 FFT round-off
 
 
 def test_coarse_field_base_and_zero_residual_reconstruct_exactly():
@@ -135,7 +150,7 @@ def test_sample_cli_draws_scored_ensembles_from_a_flex_checkpoint(tmp_path, init
     # The calibrated noisy end: t_min chosen on fresh flows of the training viscosities.
     assert cli.main([*argv, "--calibrated", "--eta", "1"]) == 2  # it sets eta itself
     assert cli.main([*argv, "--calibrated", "--steps", "4"]) == 2  # calibrated for 2 calls
-    assert cli.main([*argv, "--calibrated"]) == 0
+    assert cli.main([*argv, "--calibrated", "spectrum"]) == 0  # bare --calibrated: "spread"
     options = json.loads((out / "report.json").read_text())["ddim_options"]
     assert options["eta"] == 1.0 and not options["denoise_last"]
     assert min(NOISY_END_LEVELS) <= options["t_min"] <= max(NOISY_END_LEVELS)
