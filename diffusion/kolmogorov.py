@@ -69,8 +69,10 @@ class KolmogorovFlow:
 
     @property
     def max_wavenumber(self) -> int:
-        """The largest ``|k_i|`` the solver's 2/3-rule dealiasing keeps, ``(2 (n // 2)) // 3``:
-        the data hold no energy above it (21 for n = 64)."""
+        """The largest ``|k_i|`` the solver's 2/3-rule dealiasing keeps, ``(2 (n // 2)) // 3``
+        (21 for n = 64). The dealiased nonlinearity feeds no mode above it, so all the data hold
+        there is the initial condition's, decayed by ``exp(-(nu k^2 + drag) warmup)`` (below
+        exp(-20) for the default task)."""
         return (2 * (self.n // 2)) // 3
 
     @property
@@ -430,12 +432,14 @@ def write_sample_report(
     title: str,
     spectra_title: str,
     ddim_options: Mapping[str, Any] | None = None,
+    extra: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Score a sampled ensemble against `truth` and its `baseline` (`base`) over the spectral
     `band` (normalised units), and write to `out_dir`: samples.npz (truth, base, members
     (m, b, n, n, 1) in physical units, viscosity), ensemble_<i>.png for the first 3 conditions,
     spectra.png, pull.png (with more than one member) and report.json, which it returns
-    (`ddim_options`, the sampler's extra keywords, are recorded in it)."""
+    (`ddim_options`, the sampler's extra keywords, are recorded in it, and so are the entries
+    of `extra`)."""
     report = {
         "task": task.kind,
         "baseline": baseline,
@@ -449,6 +453,7 @@ def write_sample_report(
             baseline: deterministic_metrics(base, truth, **band),
             f"flex_{n_steps}": ensemble_metrics(samples, truth, **band),
         },
+        **(extra or {}),
     }
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -137,10 +137,13 @@ def periodic_bicubic(coarse: Float[Array, "b xc yc c"], factor: int) -> Float[Ar
 def residual_model(config: KolmogorovSR, *, band_limited: bool = True) -> Residual:
     """Residual diffusion around ``cond["field"]``, the upsampled coarse field (`conditioning`).
 
-    ``band_limited``: project every sample onto the Fourier modes the solver keeps (``|k_i| <=
-    config.max_wavenumber``). The data have none above it, and a sampler ending noisy
-    (``denoise_last=False``) puts white noise there, most of its energy on a 64^2 grid (2/3 of
-    the modes lie outside): pure error, which the projection removes exactly.
+    ``band_limited``: project every sample (not the training targets, not the base) onto the
+    Fourier modes the solver keeps (``|k_i| <= config.max_wavenumber``). The data have nothing
+    above them (`KolmogorovFlow.max_wavenumber`), and a sampler ending noisy
+    (``denoise_last=False``) puts white noise there, over half of its energy (55% of the modes
+    of a 64^2 grid lie outside): pure error, which the projection removes exactly. The band of
+    the spectrum metrics (``k <= n // 3``) lies inside the kept modes, so the projection changes
+    pixel errors and spread only, never the band spectrum error.
     """
     project = None
     if band_limited:
@@ -215,6 +218,8 @@ def calibrate_noisy_end(
     Returns ``{viscosity: t_min}`` and every level's score (spread/skill ratio or band spectrum
     error) per viscosity.
     """
+    if criterion not in ("spread", "spectrum"):
+        raise ValueError(f"criterion must be 'spread' or 'spectrum', not {criterion!r}")
     residual = residual_model(task)
     band = {"k_min": task.k_cut, "k_max": task.n // 3}
     chosen, scores = {}, {}
@@ -237,10 +242,8 @@ def calibrate_noisy_end(
 
         if criterion == "spread":
             chosen[nu], scores[nu] = calibrate_spread(sample, x, levels)
-        elif criterion == "spectrum":
-            chosen[nu], scores[nu] = calibrate_spectrum(sample, x, levels, **band)
         else:
-            raise ValueError(f"criterion must be 'spread' or 'spectrum', not {criterion!r}")
+            chosen[nu], scores[nu] = calibrate_spectrum(sample, x, levels, **band)
     return chosen, scores
 
 
@@ -276,7 +279,8 @@ def sample_report(
     n_steps: int = 2,
     viscosity: float | None = None,
     ddim_options: Mapping[str, Any] | None = None,
-    calibrated: Literal["spread", "spectrum"] | None = None,
+    calibrated: bool = False,
+    criterion: Literal["spread", "spectrum"] = "spread",
 ) -> dict[str, Any]:
     """Draw super-resolution ensembles from a trained FLEX on fresh data, score and plot them.
 
@@ -287,14 +291,16 @@ def sample_report(
     members, mean, std map), spectra.png, pull.png and report.json (metrics of the bicubic base
     and of the ensemble in normalised units, as `evaluate_superres`). `ddim_options`: further
     `ddim` keywords (``eta``, ``t_min``, ``denoise_last``), default FLEX's deterministic DDIM;
-    ``calibrated="spread"`` or ``"spectrum"`` replaces them by the noisy end calibrated by that
-    criterion (`calibrate_noisy_end` on fresh flows of the training viscosities,
-    `noisy_end_options` at `viscosity`). Draws are band-limited (`residual_model`).
+    ``calibrated=True`` replaces them by the noisy end calibrated by `criterion`
+    (`calibrate_noisy_end` on fresh flows of the training viscosities, `noisy_end_options` at
+    `viscosity`; recorded in report.json under "calibration"). Draws are band-limited
+    (`residual_model`).
     """
     task = task_from_metadata(meta)
     nu = task.test_viscosities[0] if viscosity is None else float(viscosity)
     scale = float(meta["data"]["std"][0])
     k_data, k_sample, k_calibrate = jax.random.split(key, 3)
+    calibration = None
     if calibrated:
         levels, _ = calibrate_noisy_end(
             model,
@@ -303,9 +309,10 @@ def sample_report(
             scale,
             k_calibrate,
             n_members=max(n_members, 4),
-            criterion=calibrated,
+            criterion=criterion,
         )
         ddim_options = noisy_end_options(levels, nu)
+        calibration = {"criterion": criterion, "t_min": {f"{v:g}": t for v, t in levels.items()}}
     truth = generate_vorticity(k_data, task, nu, n_trajectories) / scale
     cond = conditioning(truth, np.full((len(truth),), nu), task)
     residual = residual_model(task)
@@ -335,4 +342,5 @@ def sample_report(
         baseline="bicubic",
         title=f"nu = {nu:g}, FLEX {n_steps} DDIM steps",
         spectra_title=f"nu = {nu:g}; coarse cut-off k = {task.k_cut}",
+        extra={"calibration": calibration} if calibration else None,
     )

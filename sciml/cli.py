@@ -92,13 +92,16 @@ def _parser() -> argparse.ArgumentParser:
     add_ddim_arguments(p)
     p.add_argument(
         "--calibrated",
-        nargs="?",
-        const="spread",
+        action="store_true",
+        help="diffusion, super-resolution, 2 steps: end noisy (eta 1) at the t_min chosen by"
+        " --criterion on fresh flows of the training viscosities, interpolated to --viscosity"
+        " (replaces --eta, --t-min, --noisy-end)",
+    )
+    p.add_argument(
+        "--criterion",
         choices=["spread", "spectrum"],
-        help="diffusion, super-resolution, 2 steps: end noisy (eta 1) at the t_min whose"
-        " spread/skill is 1 (spread, the default) or whose draws have the truth's spectrum"
-        " above the coarse cut-off (spectrum) on fresh flows of the training viscosities,"
-        " interpolated to --viscosity (replaces --eta, --t-min, --noisy-end)",
+        help="with --calibrated: spread/skill 1 (spread, the default) or the truth's energy"
+        " spectrum above the coarse cut-off (spectrum)",
     )
     p.add_argument("--viscosity", type=float, help="diffusion: default the held-out one")
     p.add_argument("--seed", type=int, default=0)
@@ -221,7 +224,11 @@ def _sample_ensembles(args) -> None:
     kind = task_kind(meta)
     if kind not in tasks:
         raise SciMLError(f"cannot sample a {kind!r} task; sampling knows {sorted(tasks)}")
-    calibrated = {"calibrated": args.calibrated} if args.calibrated else {}
+    if args.criterion and not args.calibrated:
+        raise SciMLError("--criterion chooses how --calibrated calibrates: add --calibrated")
+    calibrated = {}
+    if args.calibrated:
+        calibrated = {"calibrated": True, "criterion": args.criterion or "spread"}
     if calibrated and kind != "superres":
         raise SciMLError(f"--calibrated is for super-resolution checkpoints, this is {kind!r}")
     out = Path(args.out or "samples")

@@ -56,21 +56,28 @@ def test_zero_residual_model_samples_the_base_exactly(base_fn, cond, sampler, sc
 
 
 def test_projection_applies_to_samples_and_not_to_training_targets():
+    """A spectral base of 8^2 data holds modes |k| <= 4, so `project` (keep |k_i| <= 5) leaves
+    it alone and removes only the part of the sampled residual above |k| = 5."""
     cond = _coarse()
-    project = lambda x: fields.lowpass(x, 3, 2)  # noqa: E731
-    residual = Residual(upsample_base((16, 16)), project=project)
-    noise_model = lambda p, x, t, c: x  # noqa: E731 (x0_hat = x_t: the draw keeps its noise
-    x = residual.sample(
-        ddim, noise_model, None, cond, key=jax.random.key(1), schedule=CosineVP(), n_steps=2
-    )
-    base = upsample_base((16, 16))(cond)
-    raw = Residual(upsample_base((16, 16))).sample(
-        ddim, noise_model, None, cond, key=jax.random.key(1), schedule=CosineVP(), n_steps=2
-    )
+    base_fn = upsample_base((16, 16), "spectral")
+    project = lambda x: fields.lowpass(x, 5, 2)  # noqa: E731
+    residual, raw_residual = Residual(base_fn, project=project), Residual(base_fn)
+    noise_model = lambda p, x, t, c: x  # noqa: E731 (x0_hat = x_t: the draw keeps its noise)
+    kw = {"key": jax.random.key(1), "schedule": CosineVP(), "n_steps": 2, "kind": "x0"}
+    x = residual.sample(ddim, noise_model, None, cond, **kw)
+    raw = raw_residual.sample(ddim, noise_model, None, cond, **kw)
+    base = base_fn(cond)
+    np.testing.assert_allclose(project(base), base, atol=1e-5)
     np.testing.assert_allclose(x, project(raw), atol=1e-6)
-    assert float(jnp.abs(raw - project(raw)).max()) > 0.1  # the projection did something
-    target = base + 1.0
-    np.testing.assert_array_equal(residual.residual(target, cond), target - base)
+    assert float(jnp.abs(raw - x).max()) > 0.1  # the residual's noise above |k| = 5 is gone
+    # Training is untouched: the same loss as without the projection.
+    target = base + jax.random.normal(jax.random.key(2), base.shape)
+    model = lambda p, x, t, c: p * x  # noqa: E731
+    loss = [
+        r.loss(diffusion_loss, model, 0.5, target, cond, jax.random.key(3), schedule=CosineVP())
+        for r in (residual, raw_residual)
+    ]
+    assert float(loss[0]) == float(loss[1])
 
 
 def test_residual_loss_is_the_loss_of_the_residual():

@@ -53,14 +53,19 @@ def test_generated_vorticity_is_finite_and_shaped():
     assert w.shape == (4, 16, 16, 1) and np.isfinite(w).all()
 
 
+@pytest.mark.parametrize("n", [15, 16, 31, 32, 48, 64, 256])
+def test_max_wavenumber_is_the_largest_mode_the_solver_keeps(n):
+    kept = NavierStokes2D(shape=(n, n)).grid.dealias_mask()[0, :, 0]  # along k_x, at k_y = 0
+    k = np.abs(np.fft.fftfreq(n, 1 / n))
+    assert k[kept].max() == KolmogorovSR(n=n).max_wavenumber
+
+
 def test_the_task_data_hold_no_modes_above_max_wavenumber():
-    """max_wavenumber is the largest mode the solver's dealiasing keeps; above it the
-    nonlinearity adds nothing and the initial modes decay by exp(-(nu k^2 + drag) t), below
-    exp(-20) after the 20-unit spin-up at the smallest training viscosity. So band-limited
-    sampling (`residual_model`) removes nothing a true field can hold."""
-    kept = NavierStokes2D(shape=(64, 64)).grid.dealias_mask()[0, :, 0]  # along k_x, at k_y = 0
+    """Above max_wavenumber the dealiased nonlinearity adds nothing and the initial modes decay
+    by exp(-(nu k^2 + drag) t), below exp(-20) after the 20-unit spin-up at the smallest
+    training viscosity. So band-limited sampling (`residual_model`) removes nothing a true
+    field holds."""
     task = KolmogorovSR(snapshots=2)
-    assert np.abs(np.fft.fftfreq(64, 1 / 64))[kept].max() == task.max_wavenumber == 21
     w = generate_vorticity(jax.random.key(0), task, min(task.train_viscosities), 1)
     outside = w - np.asarray(lowpass(w, task.max_wavenumber, 2))
     assert np.linalg.norm(outside) < 1e-6 * np.linalg.norm(w)  # float32 FFT round-off
@@ -137,8 +142,8 @@ def test_sample_cli_draws_scored_ensembles_from_a_flex_checkpoint(tmp_path, init
     assert data["members"].shape == (4, 2, task.n, task.n, 1)
     assert data["truth"].shape == data["base"].shape == (2, task.n, task.n, 1)
     assert np.isfinite(data["members"]).all() and float(data["viscosity"]) == 3e-3  # held out
-    # The base passes through the coarse points, and so does every member (residual 0 there
-    # is not enforced, so only the base is checked exactly).
+    # The base passes through the coarse points (members need not: the residual is not forced
+    # to vanish there, and band-limited draws are projected).
     np.testing.assert_allclose(data["base"][:, ::4, ::4], data["truth"][:, ::4, ::4], atol=1e-4)
     report = json.loads((out / "report.json").read_text())
     assert report["held_out"] and np.isfinite(report["metrics"]["flex_2"]["crps"])
@@ -150,8 +155,12 @@ def test_sample_cli_draws_scored_ensembles_from_a_flex_checkpoint(tmp_path, init
     # The calibrated noisy end: t_min chosen on fresh flows of the training viscosities.
     assert cli.main([*argv, "--calibrated", "--eta", "1"]) == 2  # it sets eta itself
     assert cli.main([*argv, "--calibrated", "--steps", "4"]) == 2  # calibrated for 2 calls
-    assert cli.main([*argv, "--calibrated", "spectrum"]) == 0  # bare --calibrated: "spread"
-    options = json.loads((out / "report.json").read_text())["ddim_options"]
+    assert cli.main([*argv, "--criterion", "spread"]) == 2  # only with --calibrated
+    assert cli.main([*argv, "--calibrated", "--criterion", "spectrum"]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["calibration"]["criterion"] == "spectrum"
+    assert set(report["calibration"]["t_min"]) == {f"{nu:g}" for nu in task.train_viscosities}
+    options = report["ddim_options"]
     assert options["eta"] == 1.0 and not options["denoise_last"]
     assert min(NOISY_END_LEVELS) <= options["t_min"] <= max(NOISY_END_LEVELS)
 
