@@ -15,12 +15,11 @@ import dataclasses
 import json
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, Literal, TypeVar
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from sciml import config as config_lib
@@ -32,7 +31,7 @@ from sciml.diffusion.samplers import ddim, ensemble
 from sciml.diffusion.schedules import CosineVP
 from sciml.fields import energy_spectrum
 from sciml.plotting import plot_ensemble, plot_pull_histogram, plot_spectra
-from sciml.train import TrainState, make_train_step
+from sciml.train import TrainState, make_optimizer, make_train_step
 
 Field = Float[Array | np.ndarray, "b x y c"]
 LossFn = Callable[[Any, tuple[Array, Any], PRNGKeyArray], tuple[Array, dict]]
@@ -223,9 +222,12 @@ def fit(
     batch_size: int = 16,
     lr: float = 2e-3,
     ema_decay: float | None = 0.99,
+    optimizer: Literal["adamw", "lion"] = "adamw",
+    betas: tuple[float, float] | None = None,
     log: Callable[[int, float], None] | None = None,
 ) -> tuple[TrainState, list[float]]:
-    """Train `model` on random batches of (x, cond) with AdamW (warm-up + cosine), clip 1.
+    """Train `model` on random batches of (x, cond) with AdamW or Lion (`betas`, default the
+    optimizer's), warm-up over 5% of the steps then cosine decay, global-norm clip 1.
 
     Returns the final state (its `eval_params` are the EMA) and the loss of every step.
     """
@@ -234,11 +236,20 @@ def fit(
     n = x.shape[0]
     first = jax.tree.map(lambda a: a[:1], cond)
     params = jax.jit(model.init)(key_init, x[:1], jnp.zeros((1,), x.dtype), first)
-    warmup = max(1, steps // 20)
-    sched = optax.warmup_cosine_decay_schedule(0.0, lr, warmup, max(steps, warmup + 1))
-    optimizer = optax.chain(optax.clip_by_global_norm(1.0), optax.adamw(sched, weight_decay=1e-5))
-    state = TrainState.create(params, optimizer, key_state, ema=ema_decay is not None)
-    step = make_train_step(loss_fn, optimizer, ema_decay)
+    settings = config_lib.TrainConfig(
+        steps=steps,
+        batch_size=batch_size,
+        optimizer=optimizer,
+        betas=betas,
+        lr=lr,
+        schedule="warmup_cosine",
+        warmup_steps=max(1, steps // 20),
+        weight_decay=1e-5,
+        grad_clip=1.0,
+    )
+    tx = make_optimizer(settings)
+    state = TrainState.create(params, tx, key_state, ema=ema_decay is not None)
+    step = make_train_step(loss_fn, tx, ema_decay)
     losses = []
     for i in range(steps):
         idx = jax.random.choice(jax.random.fold_in(key_batches, i), n, (batch_size,), replace=False)
@@ -262,12 +273,13 @@ def train_diffusion(
     lr: float = 2e-3,
     ema_decay: float | None = 0.99,
     schedule: CosineVP = CosineVP(),  # noqa: B008 (frozen)
-    log: Callable[[int, float], None] | None = None,
+    **options: Any,
 ) -> tuple[TrainState, list[float]]:
-    """`fit` `model` to the residual diffusion loss (`make_loss`, v-prediction, L1)."""
+    """`fit` `model` to the residual diffusion loss (`make_loss`, v-prediction, L1); `options`
+    are further `fit` keywords (optimizer, betas, log)."""
     loss_fn = make_loss(model, residual, schedule)
-    kw = {"steps": steps, "batch_size": batch_size, "lr": lr, "ema_decay": ema_decay, "log": log}
-    return fit(key, model, x, cond, loss_fn, **kw)
+    kw = {"steps": steps, "batch_size": batch_size, "lr": lr, "ema_decay": ema_decay}
+    return fit(key, model, x, cond, loss_fn, **kw, **options)
 
 
 def train_regression(
@@ -281,12 +293,13 @@ def train_regression(
     batch_size: int = 16,
     lr: float = 2e-3,
     ema_decay: float | None = 0.99,
-    log: Callable[[int, float], None] | None = None,
+    **options: Any,
 ) -> tuple[TrainState, list[float]]:
-    """`fit` `model` as a deterministic regression of the residual (`make_regression_loss`)."""
+    """`fit` `model` as a deterministic regression of the residual (`make_regression_loss`);
+    `options` are further `fit` keywords (optimizer, betas, log)."""
     loss_fn = make_regression_loss(model, residual)
-    kw = {"steps": steps, "batch_size": batch_size, "lr": lr, "ema_decay": ema_decay, "log": log}
-    return fit(key, model, x, cond, loss_fn, **kw)
+    kw = {"steps": steps, "batch_size": batch_size, "lr": lr, "ema_decay": ema_decay}
+    return fit(key, model, x, cond, loss_fn, **kw, **options)
 
 
 def predict_regression(

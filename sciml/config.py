@@ -16,7 +16,7 @@ import importlib
 import typing
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
@@ -50,13 +50,18 @@ class DataConfig(_Strict):
     normalize: bool = True
 
 
+Beta = Annotated[float, Field(ge=0, lt=1)]
+
+
 class TrainConfig(_Strict):
     """Optimisation, logging and checkpointing of one training run."""
 
     steps: int = Field(1000, ge=1)
     batch_size: int = Field(32, ge=1)
-    optimizer: Literal["adam", "adamw"] = "adamw"
+    optimizer: Literal["adam", "adamw", "lion"] = "adamw"
     lr: float = Field(1e-3, gt=0)
+    # (b1, b2) of the optimizer; none: its own defaults (Adam/AdamW 0.9, 0.999; Lion 0.9, 0.99).
+    betas: tuple[Beta, Beta] | None = None
     schedule: Literal["constant", "cosine", "warmup_cosine"] = "cosine"
     warmup_steps: int = Field(0, ge=0)
     weight_decay: float = Field(1e-5, ge=0)

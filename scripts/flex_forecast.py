@@ -53,6 +53,8 @@ PRESETS = {
         "model": {},
         "steps": 200,
         "batch": 16,
+        "optimizer": "adamw",
+        "betas": None,
         "lr": 2e-3,
         "ema": 0.99,
         "trajectories": 16,
@@ -63,7 +65,9 @@ PRESETS = {
         "model": GPU_MODEL,
         "steps": 20000,
         "batch": 32,
-        "lr": 2e-4,
+        "optimizer": "lion",  # FLEX's optimizer and settings
+        "betas": (0.9, 0.98),
+        "lr": 1e-5,
         "ema": 0.999,
         "trajectories": 64,
         "test_trajectories": 4,
@@ -79,6 +83,9 @@ def main(argv: list[str] | None = None) -> str:
     parser.add_argument("--batch", type=int, help="default: the preset's (cpu 16)")
     parser.add_argument("--lr", type=float, help="default: the preset's (cpu 2e-3)")
     parser.add_argument("--ema", type=float, help="EMA decay; default: the preset's (cpu 0.99)")
+    parser.add_argument(
+        "--optimizer", choices=["adamw", "lion"], help="default: the preset's (cpu adamw)"
+    )
     parser.add_argument("--trajectories", type=int, help="training, per viscosity (cpu 16)")
     parser.add_argument("--test-trajectories", type=int, help="per viscosity (cpu 2)")
     parser.add_argument("--members", type=int, default=8)
@@ -87,7 +94,7 @@ def main(argv: list[str] | None = None) -> str:
     args = parser.parse_args(argv)
     preset = PRESETS[args.preset]
     for name, value in preset.items():
-        if name not in ("task", "model") and getattr(args, name) is None:
+        if name not in ("task", "model", "betas") and getattr(args, name) is None:
             setattr(args, name, value)
     if args.regression_steps is None:
         args.regression_steps = args.steps
@@ -119,6 +126,8 @@ def main(argv: list[str] | None = None) -> str:
         "batch_size": args.batch,
         "lr": args.lr,
         "ema_decay": args.ema,
+        "optimizer": args.optimizer,
+        "betas": preset["betas"] if args.optimizer == preset["optimizer"] else None,
     }
     state, losses = train_diffusion(k_fit, model, x, cond, steps=args.steps, **train_kw)
     t_train = time.perf_counter() - start - t_data

@@ -17,10 +17,14 @@ def make_schedule(cfg: TrainConfig) -> optax.Schedule:
 
 
 def make_optimizer(cfg: TrainConfig) -> optax.GradientTransformation:
-    """Global-norm clipping (if `grad_clip`) followed by Adam or AdamW on `make_schedule(cfg)`."""
+    """Global-norm clipping (if `grad_clip`) followed by Adam, AdamW or Lion (Chen et al. 2023,
+    the sign of interpolated momenta; FLEX trains with it) on `make_schedule(cfg)`."""
     schedule = make_schedule(cfg)
+    betas = {} if cfg.betas is None else {"b1": cfg.betas[0], "b2": cfg.betas[1]}
     if cfg.optimizer == "adamw":
-        opt = optax.adamw(schedule, weight_decay=cfg.weight_decay)
+        opt = optax.adamw(schedule, weight_decay=cfg.weight_decay, **betas)
+    elif cfg.optimizer == "lion":
+        opt = optax.lion(schedule, weight_decay=cfg.weight_decay, **betas)
     else:
-        opt = optax.adam(schedule)
+        opt = optax.adam(schedule, **betas)
     return optax.chain(optax.clip_by_global_norm(cfg.grad_clip), opt) if cfg.grad_clip else opt
