@@ -90,6 +90,12 @@ class KolmogorovSR(KolmogorovFlow):
         """The coarse grid's largest resolved wavenumber, n / (2 factor)."""
         return self.coarse_n // 2
 
+    @property
+    def band(self) -> dict[str, int]:
+        """`spectrum_error`'s band: above the coarse cut-off, up to the solver's 2/3-rule limit
+        (above n/3 the data hold no energy and any ratio of spectra there is noise)."""
+        return {"k_min": self.k_cut, "k_max": self.n // 3}
+
 
 def coarsen(x: Field, factor: int) -> Float[Array, "b xc yc c"]:
     """Point subsampling ``x[:, ::factor, ::factor]`` (FLEX's coarse data: no anti-alias filter)."""
@@ -175,9 +181,7 @@ def evaluate_superres(
         the dimensionless ones. The data range for PSNR/SSIM is each target's own range.
     """
     residual = residual_model(config)
-    # The band above the coarse cut-off, up to the solver's 2/3 de-aliasing limit: above n/3 the
-    # data hold no energy and any ratio of spectra there is noise.
-    band = {"k_min": config.k_cut, "k_max": config.n // 3}
+    band = config.band
     out: dict[str, dict[str, dict[str, float]]] = {}
     for i, (name, (x, cond)) in enumerate(splits.items()):
         x = jnp.asarray(x)
@@ -221,7 +225,6 @@ def calibrate_noisy_end(
     if criterion not in ("spread", "spectrum"):
         raise ValueError(f"criterion must be 'spread' or 'spectrum', not {criterion!r}")
     residual = residual_model(task)
-    band = {"k_min": task.k_cut, "k_max": task.n // 3}
     chosen, scores = {}, {}
     for i, nu in enumerate(task.train_viscosities):
         k_data, k_sample = jax.random.split(jax.random.fold_in(key, i))
@@ -243,7 +246,7 @@ def calibrate_noisy_end(
         if criterion == "spread":
             chosen[nu], scores[nu] = calibrate_spread(sample, x, levels)
         else:
-            chosen[nu], scores[nu] = calibrate_spectrum(sample, x, levels, **band)
+            chosen[nu], scores[nu] = calibrate_spectrum(sample, x, levels, **task.band)
     return chosen, scores
 
 
@@ -338,7 +341,7 @@ def sample_report(
         scale=scale,
         n_steps=n_steps,
         ddim_options=ddim_options,
-        band={"k_min": task.k_cut, "k_max": task.n // 3},
+        band=task.band,
         baseline="bicubic",
         title=f"nu = {nu:g}, FLEX {n_steps} DDIM steps",
         spectra_title=f"nu = {nu:g}; coarse cut-off k = {task.k_cut}",

@@ -32,9 +32,9 @@ def test_lion_steps_by_the_sign_of_interpolated_momenta(betas, second):
     np.testing.assert_allclose(_updates(cfg, [1.0, -0.1]), [-0.1, second], rtol=1e-6)
 
 
-def test_lion_decays_weights_and_clipping_comes_first():
+def test_lion_decays_weights():
     cfg = TrainConfig(optimizer="lion", lr=0.1, schedule="constant", weight_decay=0.5)
-    # -lr (sign(g) + wd * param); clipping to norm 1 cannot change a sign.
+    # -lr (sign(g) + wd * param), whatever the gradient's size (clipping keeps its sign).
     np.testing.assert_allclose(_updates(cfg, [-30.0], param=1.0), [-0.1 * (-1 + 0.5 * 1.0)])
 
 
